@@ -1,0 +1,161 @@
+"""Report text → ordered paragraphs with their heading structure.
+
+Real report texts come from web pages: paragraphs split by newlines or blank lines, full-width
+indentation, lines cut mid-sentence by page breaks, headings at several levels (一、 / （一） /
+1. / ——), bare part headings (过去一年的主要工作, 今后工作建议), sub-headings fused with their
+paragraph, and page furniture. This module turns that into clean `Paragraph`s; it knows the
+shape of headings but not what they mean (that is `renda.labelling`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+
+from renda.labels import load_rules
+
+# Levels: 1 = section (一、 or a bare part heading), 2 = sub-section （一）, 3 = item (1. / ——).
+_NUMERAL = "一二三四五六七八九十百零〇"
+_LEVEL1 = re.compile(rf"^[{_NUMERAL}]+\s*[、.．]\s*")
+_LEVEL2 = re.compile(rf"^[（(]\s*[{_NUMERAL}]+\s*[）)]\s*")
+_LEVEL3 = re.compile(r"^(?:\d{1,2}\s*[.．、](?!\d)|[（(]\d{1,2}[）)]|——|--|—)\s*")
+_TERMINAL = tuple("。！？!?；;：:”\"」』）)】…")
+_RUNNING_TEXT = re.compile(r"[。，,；;]")
+_SPACES = re.compile(r"[ \t\u3000\u00a0\u2002\u2003\u200b\ufeff]+")
+_DATE_LINE = re.compile(r"^\d{4}[-年./]\d{1,2}[-月./]\d{1,2}日?(?:\s*\d{1,2}:\d{2}(?::\d{2})?)?$")
+# A heading longer than this (after its number) is prose, not a heading.
+MAX_HEADING_CHARS = 64
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    is_heading: bool
+    level: int  # heading level (1-3) of a heading or fused heading; 0 for a body paragraph
+    heading: str  # the heading text this line opens (for a fused heading, its topic part)
+    section: str  # top-level heading above (or this line's own, for a section heading)
+    subsection: str  # sub-section heading above within the section ("" if none)
+    position: int
+    furniture: bool = False  # page furniture / meta line (来源, 返回顶部, dates…)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalise_line(line: str) -> str:
+    """Strip indentation and odd spaces; keep the text itself as the report wrote it."""
+    line = "".join(ch for ch in line if ch in "\t" or unicodedata.category(ch) != "Cc")
+    return _SPACES.sub(" ", line).strip()
+
+
+def match_form(text: str) -> str:
+    """A copy for matching only: NFKC folds full-width punctuation and digits."""
+    return unicodedata.normalize("NFKC", text).replace(" ", "")
+
+
+def is_furniture(text: str) -> bool:
+    folded = match_form(text)
+    if _DATE_LINE.match(folded):
+        return True
+    return any(folded.startswith(match_form(word)) for word in load_rules().furniture)
+
+
+def heading_shape(text: str) -> tuple[int, str, bool]:
+    """(level, heading text, fused) for a line that opens a heading, else (0, "", False).
+
+    A fused heading is a numbered line that goes on as a paragraph: 「（一）坚持…。把…」.
+    Its heading is the part up to the first 。.
+    """
+    folded = match_form(text)
+    for level, pattern in ((1, _LEVEL1), (2, _LEVEL2), (3, _LEVEL3)):
+        marker = pattern.match(folded)
+        if not marker:
+            continue
+        rest = folded[marker.end():]
+        if not rest:
+            return 0, "", False
+        stop = rest.find("。")
+        if 0 <= stop < len(rest) - 1 or len(rest) > MAX_HEADING_CHARS:
+            return level, _topic(text), True
+        return level, text, False
+    return 0, "", False
+
+
+def _topic(text: str) -> str:
+    """The heading part of a fused heading: the original text up to its first 。."""
+    cut = text.find("。")
+    return text[: cut + 1] if cut >= 0 else text[:MAX_HEADING_CHARS]
+
+
+def is_bare_heading(text: str) -> bool:
+    """A part heading with no number: 过去一年的主要工作, 今后工作建议, 2024年主要任务."""
+    folded = match_form(text)
+    if len(folded) > 24 or _RUNNING_TEXT.search(folded) or folded.endswith(_TERMINAL):
+        return False
+    rules = load_rules()
+    return any(word in folded for word in rules.review + rules.plans)
+
+
+def _ends_open(line: str) -> bool:
+    """A line cut by a page break: running text that stops without closing punctuation."""
+    folded = match_form(line)
+    return (
+        len(folded) >= 20
+        and not folded.endswith(_TERMINAL)
+        and bool(_RUNNING_TEXT.search(folded))
+        and not is_furniture(line)
+        and not (heading_shape(line)[0] and not heading_shape(line)[2])
+    )
+
+
+def _starts_new(line: str) -> bool:
+    return bool(heading_shape(line)[0]) or is_furniture(line) or is_bare_heading(line)
+
+
+def split_lines(text: str) -> list[str]:
+    """Non-empty lines of a report, with lines cut mid-sentence joined back."""
+    lines = [normalise_line(line) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    merged: list[str] = []
+    for line in lines:
+        if not line:
+            continue
+        if merged and _ends_open(merged[-1]) and not _starts_new(line):
+            merged[-1] += line
+        else:
+            merged.append(line)
+    return merged
+
+
+def parse_lines(lines: list[str]) -> list[Paragraph]:
+    """Paragraphs from lines already split one paragraph a line (no cut-line joining)."""
+    paragraphs: list[Paragraph] = []
+    section = subsection = ""
+    for position, text in enumerate(lines):
+        text = normalise_line(text)
+        level, heading, fused = heading_shape(text)
+        if not level and is_bare_heading(text):
+            level, heading, fused = 1, text, False
+        furniture = not level and is_furniture(text)
+        if level == 1:
+            section, subsection = heading, ""
+        elif level == 2:
+            subsection = heading
+        paragraphs.append(
+            Paragraph(
+                text=text,
+                is_heading=bool(level) and not fused,
+                level=level,
+                heading=heading,
+                section=section,
+                subsection=subsection,
+                position=position,
+                furniture=furniture,
+            )
+        )
+    return paragraphs
+
+
+def parse_report(text: str) -> list[Paragraph]:
+    """Split one report's text into its ordered paragraphs."""
+    return parse_lines(split_lines(text))

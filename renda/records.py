@@ -1,0 +1,119 @@
+"""The one JSONL format for labelled paragraphs, read and written everywhere.
+
+One object a line: `report_id`, `text`, `label`, and optional `heading`, `is_heading`,
+`position`; other keys are allowed and ignored. Bad input stops with a `DataError` naming the
+file and line; files are written atomically so nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from renda.labels import LABELS
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file (and line) at fault."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+        self.path, self.line = str(path), line
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    report_id: str
+    text: str
+    label: str | None
+    heading: str = ""
+    is_heading: bool = False
+    position: int | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("`text` is empty")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _known_label(cls, value: str | None) -> str | None:
+        if value is not None and value not in LABELS:
+            raise ValueError(f"unknown label {value!r}; expected one of {', '.join(LABELS)}")
+        return value
+
+
+def read_text_file(path: Path | str) -> str:
+    """A UTF-8 text file, or a DataError naming the first line that is not UTF-8 / the empty file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(path, f"cannot read: {error.strerror or error}") from error
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(path, "not UTF-8 text (save the file as UTF-8)", line) from error
+    if not text.strip():
+        raise DataError(path, "the file is empty")
+    return text
+
+
+def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
+    """Every record of a labelled JSONL file, validated; the first bad line stops it."""
+    path = Path(path)
+    records = []
+    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"not valid JSON ({error.msg})", number) from error
+        if not isinstance(obj, dict):
+            raise DataError(path, "each line must be a JSON object", number)
+        if "text" not in obj:
+            raise DataError(path, "missing `text`", number)
+        if require_label and obj.get("label") is None:
+            raise DataError(path, "missing `label`", number)
+        obj.setdefault("report_id", path.stem)
+        try:
+            records.append(Record.model_validate(obj))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "line"
+            message = first["msg"].removeprefix("Value error, ")
+            raise DataError(path, f"`{field}`: {message}", number) from error
+    return records
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps_jsonl(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_jsonl(path: Path | str, rows: Iterable[dict | BaseModel]) -> None:
+    atomic_write_text(path, dumps_jsonl(r.model_dump() if isinstance(r, BaseModel) else r for r in rows))
