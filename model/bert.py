@@ -1,0 +1,86 @@
+"""A fine-tuned BERT-family encoder that labels paragraphs, over the whole paragraph.
+
+Paragraphs longer than the model's window are covered by overlapping windows; the windows'
+probabilities are averaged, weighted by how many tokens each holds, and the result says how
+many windows were used. Prediction is batched, sorted by length (less padding), under
+`torch.inference_mode()`, with the thread count set once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from model.predictor import Prediction, read_meta
+
+TRAINING_CONFIG = "training_config.json"
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+class BertPredictor:
+    def __init__(self, model, tokenizer, meta: dict, max_length: int, stride: int, prefix: str, batch_size: int = 32):
+        self.model, self.tokenizer, self.info = model.eval(), tokenizer, meta
+        self.labels: list[str] = meta["labels"]
+        self.model_id: str = meta.get("model_id", "bert")
+        self.max_length, self.stride, self.prefix, self.batch_size = max_length, stride, prefix, batch_size
+
+    @classmethod
+    def load(cls, model_dir: Path | str, threads: int | None = None, batch_size: int = 32) -> "BertPredictor":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        set_threads(threads)
+        meta = read_meta(model_dir)
+        config = json.loads((Path(model_dir) / TRAINING_CONFIG).read_text(encoding="utf-8"))
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return cls(model, tokenizer, meta, config["max_length"], config["stride"], config.get("text_prefix", ""), batch_size)
+
+    def encode_windows(self, texts: list[str]) -> tuple[dict, list[int]]:
+        """All windows of all texts, and for each window the index of its text."""
+        encoded = self.tokenizer(
+            [self.prefix + t for t in texts],
+            truncation=True,
+            max_length=self.max_length,
+            stride=min(self.stride, self.max_length // 2),
+            return_overflowing_tokens=True,
+            padding=True,
+            return_tensors="pt",
+        )
+        owners = encoded.pop("overflow_to_sample_mapping").tolist()
+        return dict(encoded), owners
+
+    def window_probabilities(self, batch: dict) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.softmax(self.model(**batch).logits.float(), dim=-1)
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: dict[int, Prediction] = {}
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start: start + self.batch_size]
+            encoded, owners = self.encode_windows([texts[i] for i in chunk])
+            probs = torch.cat(
+                [
+                    self.window_probabilities({k: v[s: s + self.batch_size] for k, v in encoded.items()})
+                    for s in range(0, len(owners), self.batch_size)
+                ]
+            )
+            weights = encoded["attention_mask"].sum(dim=1).float()
+            for local, index in enumerate(chunk):
+                mine = [w for w, owner in enumerate(owners) if owner == local]
+                combined = (probs[mine] * weights[mine, None]).sum(0) / weights[mine].sum()
+                results[index] = self._prediction(combined, len(mine))
+        return [results[i] for i in range(len(texts))]
+
+    def _prediction(self, probs: torch.Tensor, windows: int) -> Prediction:
+        values = probs.tolist()
+        best = max(range(len(values)), key=values.__getitem__)
+        return Prediction(self.labels[best], values[best], dict(zip(self.labels, values)), windows)

@@ -1,0 +1,61 @@
+"""The prediction interface every model kind serves: the service, the CLI and evaluation use it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+META_FILE = "renda_model.json"  # written into every model directory: kind, labels, provenance
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    scores: dict[str, float]
+    windows: int = 1
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        return sorted(self.scores.items(), key=lambda kv: -kv[1])[:k]
+
+
+class Predictor(Protocol):
+    labels: list[str]
+    model_id: str
+    info: dict
+
+    def predict(self, texts: list[str]) -> list[Prediction]: ...
+
+
+@dataclass
+class ModelMeta:
+    kind: str  # "bert" | "baseline"
+    labels: list[str]
+    model_id: str
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "labels": self.labels, "model_id": self.model_id, **self.extra}
+
+
+def read_meta(model_dir: Path | str) -> dict:
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a trained model directory (no {META_FILE}); run `make train` or `make baseline`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_predictor(model_dir: Path | str, **options) -> Predictor:
+    """Load whichever kind of model the directory holds."""
+    kind = read_meta(model_dir)["kind"]
+    if kind == "baseline":
+        from model.baseline import BaselinePredictor
+
+        return BaselinePredictor.load(model_dir)
+    if kind == "bert":
+        from model.bert import BertPredictor
+
+        return BertPredictor.load(model_dir, **options)
+    raise ValueError(f"{model_dir}: unknown model kind {kind!r}")

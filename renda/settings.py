@@ -1,0 +1,43 @@
+"""All configuration in one typed place: environment variables (prefix-free, as the Makefile
+passes them) with defaults. Training hyperparameters live in training/config.toml (`TrainConfig`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", protected_namespaces=())
+
+    # Pipeline
+    seed: int = 13
+    build_dir: Path = ROOT / "build"
+    models_dir: Path = ROOT / "models"
+    model_dir: Path = ROOT / "models" / "bert"
+    baseline_dir: Path = ROOT / "models" / "baseline"
+    base_model: str = str(ROOT / "models" / "base" / "multilingual-e5-small")
+    dev_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+
+    # Service
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_paragraphs: int = Field(256, ge=1)
+    max_paragraph_chars: int = Field(20_000, ge=1)
+    max_report_chars: int = Field(300_000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_top_k: int = 7
+    batch_wait_ms: float = Field(5.0, ge=0, description="how long the batcher waits to gather requests")
+    max_batch_paragraphs: int = Field(64, ge=1)
+    cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
+    log_level: str = "INFO"
+
+
+def get_settings() -> Settings:
+    return Settings()

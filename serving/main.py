@@ -1,0 +1,160 @@
+"""The FastAPI application: settings, middleware, error handlers, and start-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model.predictor import Predictor, load_predictor
+from renda import __version__
+from renda.settings import Settings, get_settings
+from serving.routers import router
+from serving.service import ModelNotReady, ModelService
+from serving.validation import InputProblem
+
+log = logging.getLogger("renda.http")
+
+
+def error_body(detail: str, errors: list[dict] | None = None) -> dict:
+    return {"detail": detail, "errors": errors or []}
+
+
+def _field(loc: tuple | list) -> str:
+    """('body', 'paragraphs', 2) → 'paragraphs[2]'."""
+    out = ""
+    for part in loc:
+        if part == "body" and not out:
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 for bodies over the limit, counted as they stream in (a missing
+    or false Content-Length does not get past it); 415 for POSTs that are not JSON."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            shown = content_type or "none"
+            return await self._reject(send, 415, f"Content-Type must be application/json (got {shown})")
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(send, 413, f"request body is {int(declared):,} bytes; the limit is {self.max_bytes:,}")
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(send, 413, f"request body is over the limit of {self.max_bytes:,} bytes")
+
+    @staticmethod
+    async def _reject(send: Send, status: int, detail: str) -> None:
+        body = json.dumps(error_body(detail, [{"field": "body", "message": detail}])).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = []
+        for item in error.errors():
+            field = _field(item.get("loc", ()))
+            kind = item.get("type", "")
+            message = "malformed JSON: " + str(item.get("ctx", {}).get("error", item["msg"])) if kind == "json_invalid" else item["msg"]
+            errors.append({"field": field, "message": message})
+        status = 400 if any(e["message"].startswith("malformed JSON") for e in errors) else 422
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return JSONResponse(status_code=status, content=error_body(detail, errors))
+
+    @app.exception_handler(InputProblem)
+    async def problem(_: Request, error: InputProblem) -> JSONResponse:
+        return JSONResponse(status_code=error.status, content=error_body(str(error), [{"field": error.field, "message": error.message}]))
+
+    @app.exception_handler(ModelNotReady)
+    async def not_ready(_: Request, error: ModelNotReady) -> JSONResponse:
+        return JSONResponse(status_code=503, content=error_body(f"model not ready: {error}"), headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content=error_body("internal error; see the service log"))
+
+
+def install_request_log(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def request_log(request: Request, call_next: Callable):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        started = time.perf_counter()
+        response = await call_next(request)
+        latency = (time.perf_counter() - started) * 1000
+        response.headers["x-request-id"] = request_id
+        log.info(json.dumps({"request_id": request_id, "method": request.method, "path": request.url.path,
+                             "status": response.status_code, "latency_ms": round(latency, 1)}))
+        return response
+
+
+def create_app(settings: Settings | None = None, load: Callable[[], Predictor] | None = None, model_dir: Path | None = None) -> FastAPI:
+    """The app. `load` builds the predictor (default: the model folder in settings)."""
+    settings = settings or get_settings()
+    folder = Path(model_dir or settings.model_dir)
+    service = ModelService(load or (lambda: load_predictor(folder, threads=settings.threads or None)),
+                           settings.batch_wait_ms, settings.max_batch_paragraphs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()  # loads in a thread: /healthz answers at once, /readyz once loaded
+        yield
+        service.stop()
+
+    app = FastAPI(title="renda-sections", version=__version__, lifespan=lifespan,
+                  description="Labels the paragraphs of people's congress standing committee work reports by section.")
+    app.state.settings, app.state.service = settings, service
+    app.include_router(router)
+    install_error_handlers(app)
+    install_request_log(app)
+    if settings.cors_origins:  # off unless origins are configured
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def serve(model_dir: Path, host: str, port: int) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not (Path(model_dir) / "renda_model.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no trained model there; run `make train` (or `make serve`, which trains first)")
+    uvicorn.run(create_app(settings, model_dir=model_dir), host=host, port=port, log_level=settings.log_level.lower())

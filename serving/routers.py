@@ -1,0 +1,93 @@
+"""HTTP routes. Model calls block, so the routes are plain `def`: FastAPI runs them in its thread
+pool and the event loop stays free."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from model.reports import label_report
+from renda.labels import load_rules
+from serving.schemas import (
+    ClassifyRequest, ClassifyResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits, ModelResponse,
+    ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse, ReportSection,
+)
+from serving.service import ModelNotReady, ModelService
+from serving.validation import check_paragraphs, check_report
+
+router = APIRouter()
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
+
+
+def _service(request: Request) -> ModelService:
+    return request.app.state.service
+
+
+class _Batched:
+    """The service seen as a predictor, so whole-report mode shares the batcher."""
+
+    def __init__(self, service: ModelService):
+        self.labels = service.require().labels
+        self.predict = service.classify
+
+
+@router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, tags=["labels"])
+def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
+    """Label each paragraph; one result per paragraph, in order."""
+    check_paragraphs(body.paragraphs, request.app.state.settings)
+    service = _service(request)
+    predictions = service.classify(body.paragraphs)
+    results = [ParagraphResult(label=p.label, score=p.score, scores=p.scores, top=p.top(body.top_k), windows=p.windows)
+               for p in predictions]
+    return ClassifyResponse(model=service.require().model_id, results=results)
+
+
+@router.post("/v1/reports", response_model=ReportResponse, responses=ERRORS, tags=["labels"])
+def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
+    """Split a whole report with the project's parser and label every paragraph."""
+    check_report(body.text, request.app.state.settings)
+    service = _service(request)
+    result = label_report(_Batched(service), body.text)
+    paragraphs = [
+        ReportParagraph(index=i, text=p.text, is_heading=p.is_heading, heading=p.subsection or p.section,
+                        label=pred.label, score=pred.score, scores=pred.scores, windows=pred.windows)
+        for i, (p, pred) in enumerate(zip(result.paragraphs, result.predictions))
+    ]
+    sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last) for s in result.sections]
+    return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
+
+
+@router.get("/v1/labels", response_model=LabelsResponse, tags=["model"])
+def labels() -> LabelsResponse:
+    return LabelsResponse(labels=[LabelInfo(id=l.id, zh=l.zh, description=l.description) for l in load_rules().labels])
+
+
+@router.get("/v1/model", response_model=ModelResponse, responses=ERRORS, tags=["model"])
+def model_info(request: Request) -> ModelResponse:
+    predictor = _service(request).require()
+    info, settings = predictor.info, request.app.state.settings
+    return ModelResponse(
+        model=predictor.model_id,
+        kind=info.get("kind", "unknown"),
+        base_model=info.get("base_model"),
+        trained_at=info.get("trained_at"),
+        held_out_metrics=info.get("test_metrics") or {},
+        label2id={label: i for i, label in enumerate(predictor.labels)},
+        limits=Limits(max_paragraphs=settings.max_paragraphs, max_paragraph_chars=settings.max_paragraph_chars,
+                      max_report_chars=settings.max_report_chars, max_body_bytes=settings.max_body_bytes),
+    )
+
+
+@router.get("/healthz", response_model=Health, tags=["ops"])
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}}, tags=["ops"])
+def readyz(request: Request):
+    service = _service(request)
+    try:
+        predictor = service.require()
+    except ModelNotReady as error:
+        return JSONResponse(status_code=503, content=Ready(ready=False, detail=str(error)).model_dump())
+    return Ready(ready=True, model=predictor.model_id)

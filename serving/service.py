@@ -1,0 +1,113 @@
+"""The model behind the API: loaded once, off the event loop; concurrent requests batched.
+
+Requests are blocking calls made from FastAPI's thread pool. Each one hands its paragraphs to a
+single worker thread, which waits a few milliseconds for others to arrive and runs them through
+the model together (one padded batch instead of many small ones), then hands each request its
+own results. `benchmarks/serve_batching.py` measures what that buys.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from model.predictor import Prediction, Predictor
+
+log = logging.getLogger("renda.service")
+
+
+class ModelNotReady(RuntimeError):
+    pass
+
+
+class Batcher:
+    def __init__(self, predict: Callable[[list[str]], list[Prediction]], wait_ms: float, max_paragraphs: int):
+        self.predict, self.wait, self.max_paragraphs = predict, wait_ms / 1000, max_paragraphs
+        self.jobs: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="renda-batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, texts: list[str]) -> list[Prediction]:
+        future: Future = Future()
+        self.jobs.put((texts, future))
+        return future.result()
+
+    def close(self) -> None:
+        self.jobs.put(None)
+
+    def _gather(self, first: tuple[list[str], Future]) -> tuple[list[tuple[list[str], Future]], bool]:
+        batch, size, deadline = [first], len(first[0]), time.monotonic() + self.wait
+        while size < self.max_paragraphs:
+            try:
+                job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, True
+            batch.append(job)
+            size += len(job[0])
+        return batch, False
+
+    def _run(self) -> None:
+        while (first := self.jobs.get()) is not None:
+            batch, closing = self._gather(first)
+            texts = [t for job_texts, _ in batch for t in job_texts]
+            try:
+                predictions = self.predict(texts)
+            except Exception as error:  # every waiting request learns of it; the worker lives on
+                log.exception("prediction failed")
+                for _, future in batch:
+                    future.set_exception(error)
+            else:
+                at = 0
+                for job_texts, future in batch:
+                    future.set_result(predictions[at: at + len(job_texts)])
+                    at += len(job_texts)
+            if closing:
+                return
+
+
+class ModelService:
+    """Holds the predictor; `ready` once it has loaded and answered a probe."""
+
+    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 5.0, max_batch_paragraphs: int = 64):
+        self._load, self.batch_wait_ms, self.max_batch = load, batch_wait_ms, max_batch_paragraphs
+        self.predictor: Predictor | None = None
+        self.batcher: Batcher | None = None
+        self.error: str | None = None
+        self.ready = threading.Event()
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._start, name="renda-model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def _start(self) -> None:
+        try:
+            started = time.monotonic()
+            predictor = self._load()
+            predictor.predict(["坚持党的领导。"])  # a probe: loaded *and* answering
+            self.predictor = predictor
+            self.batcher = Batcher(predictor.predict, self.batch_wait_ms, self.max_batch)
+            self.ready.set()
+            log.info("model %s ready in %.1f s", predictor.model_id, time.monotonic() - started)
+        except Exception as error:
+            self.error = f"{type(error).__name__}: {error}"
+            log.exception("model failed to load")
+
+    def stop(self) -> None:
+        if self.batcher:
+            self.batcher.close()
+
+    def require(self) -> Predictor:
+        if not self.ready.is_set() or self.predictor is None:
+            raise ModelNotReady(self.error or "the model is still loading")
+        return self.predictor
+
+    def classify(self, texts: list[str]) -> list[Prediction]:
+        self.require()
+        return self.batcher.submit(texts)

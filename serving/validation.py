@@ -1,0 +1,48 @@
+"""Checks on request text beyond the schema: limits from settings and what the model can read.
+
+Every failure names the field and the limit, and becomes a 4xx; nothing reaches the model.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from renda.settings import Settings
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+
+
+class InputProblem(ValueError):
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+def check_text(field: str, text: str, max_chars: int) -> None:
+    if not text.strip():
+        raise InputProblem(field, "is empty or whitespace only")
+    if len(text) > max_chars:
+        raise InputProblem(field, f"has {len(text):,} characters; the limit is {max_chars:,}", 413)
+    for position, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            raise InputProblem(field, f"holds an unpaired surrogate (U+{ord(ch):04X}) at character {position}")
+        if category == "Cc" and ch not in _ALLOWED_CONTROL:
+            raise InputProblem(field, f"holds a control character (U+{ord(ch):04X}) at character {position}")
+        if category == "Cn" or category == "Co":
+            raise InputProblem(field, f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}")
+    if not _CJK.search(text):
+        raise InputProblem(field, "contains no Chinese characters; the model labels Chinese report text")
+
+
+def check_paragraphs(paragraphs: list[str], settings: Settings) -> None:
+    if len(paragraphs) > settings.max_paragraphs:
+        raise InputProblem("paragraphs", f"has {len(paragraphs)} items; the limit is {settings.max_paragraphs} per request", 413)
+    for i, text in enumerate(paragraphs):
+        check_text(f"paragraphs[{i}]", text, settings.max_paragraph_chars)
+
+
+def check_report(text: str, settings: Settings) -> None:
+    check_text("text", text, settings.max_report_chars)

@@ -1,0 +1,38 @@
+"""Typed training configuration read from training/config.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONFIG_FILE = Path(__file__).resolve().parent / "config.toml"
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = ""
+    max_length: int = Field(128, ge=16, le=512)
+    stride: int = Field(32, ge=0)
+    text_prefix: str = ""
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    epochs: int = Field(8, ge=1)
+    learning_rate: float = Field(1.5e-4, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    freeze_embeddings: bool = True
+    class_weighting: bool = True
+    patience: int = Field(3, ge=1)
+    seed: int = 13
+    max_minutes: float = Field(27, gt=0)
+    max_steps: int = Field(0, ge=0, description="0 = no limit; tests use a few steps")
+
+
+def load_config(path: Path | str = CONFIG_FILE, **overrides) -> TrainConfig:
+    raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**raw)

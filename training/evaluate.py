@@ -1,0 +1,128 @@
+"""Score models on held-out reports: metrics.json, a printed table, a confusion-matrix PNG and the
+wrong predictions worst first; several models side by side; leave-one-report-out for a recipe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from model.predictor import Prediction, Predictor
+from renda.labels import LABELS
+from renda.records import Record, atomic_write_text, dumps_jsonl
+
+
+@dataclass
+class Evaluation:
+    name: str
+    metrics: dict
+    confusion: list[list[int]]
+    errors: list[dict]
+
+
+def score(name: str, records: list[Record], predictions: list[Prediction], labels: list[str] = LABELS) -> Evaluation:
+    gold = [r.label for r in records]
+    pred = [p.label for p in predictions]
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    present = [label for label in labels if label in gold]  # macro over labels the data has
+    metrics = {
+        "model": name,
+        "paragraphs": len(records),
+        "reports": len({r.report_id for r in records}),
+        "accuracy": round(float(accuracy_score(gold, pred)), 4),
+        "macro_f1": round(float(f1_score(gold, pred, labels=present, average="macro", zero_division=0)), 4),
+        "per_label": {
+            label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+        },
+        "windows": int(sum(p.windows for p in predictions)),
+    }
+    errors = [
+        {"report_id": r.report_id, "text": r.text, "label": r.label, "predicted": p.label,
+         "confidence": round(p.score, 4), "gold_score": round(p.scores.get(r.label, 0.0), 4)}
+        for r, p in zip(records, predictions) if r.label != p.label
+    ]
+    errors.sort(key=lambda e: -e["confidence"])  # confidently wrong first
+    matrix = confusion_matrix(gold, pred, labels=labels).tolist()
+    return Evaluation(name, metrics, matrix, errors)
+
+
+def evaluate_predictor(name: str, predictor: Predictor, records: list[Record]) -> Evaluation:
+    return score(name, records, predictor.predict([r.text for r in records]))
+
+
+def leave_one_report_out(
+    name: str, records: list[Record], fit: Callable[[list[Record]], Predictor], progress: Callable | None = None
+) -> Evaluation:
+    """Train on every report but one, predict that one; repeat for each report."""
+    reports = sorted({r.report_id for r in records})
+    ordered: list[Record] = []
+    predictions: list[Prediction] = []
+    for report in progress(reports) if progress else reports:
+        held = [r for r in records if r.report_id == report]
+        rest = [r for r in records if r.report_id != report]
+        ordered += held
+        predictions += fit(rest).predict([r.text for r in held])
+    return score(name, ordered, predictions)
+
+
+def format_table(evaluations: list[Evaluation]) -> str:
+    """Per-label F1 and the summary figures, one column per model."""
+    names = [e.name for e in evaluations]
+    width = max(13, *(len(n) for n in names))
+    head = "| label".ljust(16) + "| support | " + " | ".join(n.ljust(width) for n in names) + " |"
+    rule = "|" + "-" * 15 + "|---------|" + "|".join("-" * (width + 2) for _ in names) + "|"
+    lines = [head, rule]
+    first = evaluations[0].metrics
+    for label in LABELS:
+        cells = [f"{e.metrics['per_label'][label]['f1']:.3f}".ljust(width) for e in evaluations]
+        lines.append(f"| {label}".ljust(16) + f"| {first['per_label'][label]['support']:>7} | " + " | ".join(cells) + " |")
+    for key in ("macro_f1", "accuracy"):
+        cells = [f"{e.metrics[key]:.3f}".ljust(width) for e in evaluations]
+        lines.append(f"| **{key}**".ljust(16) + f"| {first['paragraphs']:>7} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw_confusion(evaluation: Evaluation, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(evaluation.confusion)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold (report's own section)")
+    ax.set_title(f"{evaluation.name}: macro-F1 {evaluation.metrics['macro_f1']:.3f}")
+    for (i, j), value in np.ndenumerate(matrix):
+        if value:
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_evaluations(evaluations: list[Evaluation], out_dir: Path, data: list[str]) -> str:
+    """metrics.json (all models), one folder per model with confusion.png and errors.jsonl,
+    and comparison.md with the side-by-side table. Returns the table."""
+    out_dir = Path(out_dir)
+    for e in evaluations:
+        folder = out_dir / e.name
+        draw_confusion(e, folder / "confusion.png")
+        atomic_write_text(folder / "errors.jsonl", dumps_jsonl(e.errors))
+        atomic_write_text(folder / "metrics.json", json.dumps({**e.metrics, "confusion": e.confusion, "labels": LABELS}, ensure_ascii=False, indent=2))
+    table = format_table(evaluations)
+    summary = {"data": data, "models": {e.name: e.metrics for e in evaluations}}
+    atomic_write_text(out_dir / "metrics.json", json.dumps(summary, ensure_ascii=False, indent=2))
+    atomic_write_text(out_dir / "comparison.md", f"Data: {', '.join(data)}\n\n{table}\n")
+    return table

@@ -1,0 +1,79 @@
+"""The model card (README.md) written into every trained model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from renda.labels import LABELS
+
+
+def per_label_table(metrics: dict) -> str:
+    if not metrics:
+        return "(no held-out split)"
+    rows = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label in LABELS:
+        m = metrics["per_label"][label]
+        rows.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    rows.append(f"| **macro-F1** | | | **{metrics['macro_f1']:.3f}** | {metrics['paragraphs']} |")
+    rows.append(f"| accuracy | | | {metrics['accuracy']:.3f} | |")
+    return "\n".join(rows)
+
+
+def write_model_card(folder: Path, meta: dict, config, log: list[dict]) -> None:
+    data = meta.get("data") or {}
+    splits = data.get("splits", {})
+    split_line = ", ".join(f"{s}: {v['paragraphs']} paragraphs / {len(v['reports'])} reports" for s, v in splits.items())
+    epochs = "\n".join(f"| {e['epoch']} | {e['loss']:.4f} | {e['dev_macro_f1']:.3f} | {e['minutes']:.1f} |" for e in log)
+    card = f"""---
+library_name: transformers
+pipeline_tag: text-classification
+language: zh
+---
+# {meta['model_id']}
+
+Labels the paragraphs of people's congress standing committee work reports (人大常委会工作报告)
+with the part of the committee's work they report on: {', '.join(f'`{l}`' for l in LABELS)}.
+Trained by renda-sections (`make train`).
+
+- **Base model:** `{meta['base_model']}`
+- **Trained:** {meta['trained_at']} in **{meta['train_minutes']} minutes** on {meta['threads']} CPU threads
+  (best epoch {meta['best_epoch']}, dev macro-F1 {meta['dev_macro_f1']:.3f})
+- **Data:** {', '.join(data.get('corpus', [])) or meta.get('dataset')}; splits grouped by report (seed {data.get('seed', config.seed)}): {split_line}
+- **Window:** {config.max_length} tokens; longer paragraphs are predicted over overlapping windows
+  (stride {config.stride}) whose probabilities are averaged. Input text is prefixed with `{config.text_prefix}`.
+
+## Held-out reports (test split: reports the model never saw)
+
+{per_label_table(meta.get('test_metrics') or {})}
+
+## Training log
+
+| epoch | loss | dev macro-F1 | minutes |
+|---|---|---|---|
+{epochs}
+
+Hyperparameters: `training_config.json`. Label map: `config.json` (`id2label`).
+
+## Load it with transformers
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+import torch
+
+tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/FOLDER")
+model = AutoModelForSequenceClassification.from_pretrained("PATH/TO/THIS/FOLDER").eval()
+inputs = tok("{config.text_prefix}加强代表联络站建设。…", return_tensors="pt", truncation=True, max_length={config.max_length})
+with torch.inference_mode():
+    probs = model(**inputs).logits.softmax(-1)[0]
+print(model.config.id2label[int(probs.argmax())])
+```
+
+Or with renda-sections, which covers long paragraphs with windows: `from model.bert import BertPredictor`.
+
+## Limits
+
+The label is the section the report put the paragraph in; a paragraph alone does not always show
+it (a plans paragraph about supervision reads like supervision). Whole-report mode
+(`POST /v1/reports`) uses the report's structure as well.
+"""
+    (folder / "README.md").write_text(card, encoding="utf-8")

@@ -1,0 +1,156 @@
+"""The pipeline steps, one function each: data → baseline / base model → train → eval.
+
+The Makefile and the `renda` CLI both call these (one implementation, two entry points).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from model.baseline import BaselinePredictor
+from model import baseline as model_baseline
+from model.predictor import META_FILE, load_predictor
+from model.publish import staged_directory
+from renda.corpus import label_records, load_corpus
+from renda.labels import LABELS
+from renda.records import DataError, Record, atomic_write_text, read_jsonl
+from training.dataset import build_dataset, load_split
+from training.evaluate import Evaluation, evaluate_predictor, leave_one_report_out, write_evaluations
+
+
+def run_data(corpus: list[str], out: Path, seed: int, dev_fraction: float, test_fraction: float,
+             test_from: list[str] | None = None) -> dict:
+    summary = build_dataset(corpus, out, seed, dev_fraction, test_fraction, test_from)
+    for split, info in summary["splits"].items():
+        print(f"{split:>5}: {info['paragraphs']:4d} paragraphs, {len(info['reports']):3d} reports  {info['labels']}")
+    if summary["unlabelled"]:
+        print(f"{summary['unlabelled']} paragraphs left unlabelled (section not mapped): {out / 'unlabelled.jsonl'}")
+    print(f"dataset written to {out}")
+    return summary
+
+
+def fingerprint(dataset: Path, *parts: object) -> str:
+    """What a model was trained from: the dataset's split files and the recipe's settings."""
+    digest = hashlib.sha256()
+    for split in ("train", "dev", "test"):
+        digest.update((Path(dataset) / f"{split}.jsonl").read_bytes())
+    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
+    """True (and says so) when `model_dir` was trained from exactly this dataset and recipe."""
+    meta_path = Path(model_dir) / META_FILE
+    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("fingerprint") == expected:
+        print(f"{print_name} in {model_dir} is up to date (same data and settings); skipped")
+        return True
+    return False
+
+
+def fit_baseline(records: list[Record], seed: int, extra: dict | None = None) -> BaselinePredictor:
+    meta = {"kind": "baseline", "labels": LABELS, "model_id": "baseline-tfidf-char-lr",
+            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
+    return BaselinePredictor.fit([r.text for r in records], [r.label for r in records], LABELS, seed, meta)
+
+
+def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) -> dict:
+    stamp = fingerprint(dataset, "baseline", seed, Path(model_baseline.__file__).read_bytes())
+    if if_stale and is_current(out, "baseline", stamp):
+        return {}
+    started = time.monotonic()
+    train, test = load_split(dataset, "train"), load_split(dataset, "test")
+    model = fit_baseline(train, seed, {"dataset": str(dataset), "base_model": "none (TF-IDF char 1-3 grams + logistic regression)"})
+    metrics = evaluate_predictor("baseline", model, test).metrics if test else {}
+    model.info.update(test_metrics=metrics, train_seconds=round(time.monotonic() - started, 2), fingerprint=stamp)
+    with staged_directory(out) as staging:
+        model.save(staging)
+    print(f"baseline trained on {len(train)} paragraphs in {model.info['train_seconds']} s; "
+          f"held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}, accuracy {metrics.get('accuracy', float('nan')):.3f} -> {out}")
+    return metrics
+
+
+def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | None = None, threads: int = 0,
+              if_stale: bool = False, **overrides) -> dict:
+    from training.config import CONFIG_FILE, load_config
+    from training.train import train_bert
+
+    config = load_config(config_path or CONFIG_FILE, **overrides)
+    base = config.base_model or base_model
+    stamp = fingerprint(dataset, "bert", config.model_dump(), base)
+    if if_stale and is_current(out, "model", stamp):
+        return {}
+    summary = json.loads((Path(dataset) / "summary.json").read_text(encoding="utf-8"))
+    metrics = train_bert(Path(dataset), Path(out), base, config, threads=threads, data_summary=summary, fingerprint=stamp)
+    print(f"model published to {out}; held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}")
+    return metrics
+
+
+def eval_records(data: list[str]) -> list[Record]:
+    """A dataset folder (its test split: held-out reports), or report folders / labelled JSONL."""
+    if len(data) == 1 and (Path(data[0]) / "summary.json").is_file():
+        return load_split(Path(data[0]), "test")
+    return load_corpus(data).records
+
+
+def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | None = None, seed: int = 13) -> list[Evaluation]:
+    """Score each model on the same records, side by side; optionally leave-one-report-out."""
+    records = eval_records(data)
+    if not records:
+        raise DataError(", ".join(data), "nothing to evaluate on")
+    evaluations = []
+    for model_dir in models:
+        predictor = load_predictor(model_dir)
+        name = Path(model_dir).name
+        print(f"scoring {name} on {len(records)} paragraphs of {len({r.report_id for r in records})} reports…", flush=True)
+        evaluations.append(evaluate_predictor(name, predictor, records))
+    if loro:
+        corpus = load_corpus(loro).records
+        evaluations.append(leave_one_report_out("baseline-loro", corpus, lambda rest: fit_baseline(rest, seed),
+                                                progress=lambda xs: tqdm(xs, desc="leave-one-report-out")))
+    table = write_evaluations(evaluations, out, data + ([f"leave-one-report-out over {' '.join(loro)}"] if loro else []))
+    print(table)
+    print(f"metrics, confusion matrices and errors (worst first) in {out}")
+    return evaluations
+
+
+def labeller_agreement(paths: list[str]) -> dict:
+    """How often the heading labeller agrees with hand-checked JSONL labels (all rows, and
+    rows not marked `unsure`). Rows are labelled per report, in file order."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    misses = []
+    for path in paths:
+        records = read_jsonl(path)
+        unsure = [bool(json.loads(line).get("unsure")) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        runs: list[list[int]] = []
+        for i, record in enumerate(records):
+            if runs and records[runs[-1][0]].report_id == record.report_id:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            for i, label in zip(run, label_records([records[i] for i in run])):
+                hit = int(label == records[i].label)
+                for key in ("all",) + (() if unsure[i] else ("certain",)):
+                    totals[key][0] += hit
+                    totals[key][1] += 1
+                if not hit:
+                    misses.append({"file": str(path), "report_id": records[i].report_id, "text": records[i].text[:60],
+                                   "label": records[i].label, "labeller": label, "unsure": unsure[i]})
+    return {key: {"agreement": round(hit / n, 4), "rows": n} for key, (hit, n) in totals.items()} | {"misses": misses}
+
+
+def run_check_labeller(paths: list[str], out: Path | None) -> dict:
+    result = labeller_agreement(paths)
+    for key in ("all", "certain"):
+        if key in result:
+            print(f"labeller agreement ({key} rows): {result[key]['agreement']:.4f} on {result[key]['rows']}")
+    if out:
+        atomic_write_text(out, json.dumps(result, ensure_ascii=False, indent=2))
+    return result

@@ -1,0 +1,155 @@
+"""Fine-tune a BERT-family encoder on the labelled dataset; publish only a finished model.
+
+A small, readable loop (in the spirit of setfit's trainer): class-weighted cross-entropy, two
+learning rates (encoder, fresh head), linear warm-up and decay, early stopping on dev macro-F1,
+a per-epoch log, and the best epoch kept. Everything is written into a staging folder that
+replaces the model folder by rename only after training and the held-out evaluation succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model.bert import TRAINING_CONFIG, BertPredictor, set_threads
+from model.predictor import META_FILE
+from model.publish import staged_directory
+from renda.labels import LABELS
+from renda.records import Record
+from training.config import TrainConfig
+from training.dataset import load_split
+from training.evaluate import evaluate_predictor
+from training.model_card import write_model_card
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weights(records: list[Record]) -> torch.Tensor:
+    """Inverse frequency, normalised to mean 1 over the labels present; absent labels get 1."""
+    counts = np.array([sum(r.label == label for r in records) for label in LABELS], dtype=float)
+    present = counts > 0
+    weights = np.ones(len(LABELS))
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float)
+
+
+def build_model(base_model: str, config: TrainConfig):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_model,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    if config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model, tokenizer
+
+
+def make_optimizer(model, config: TrainConfig, total_steps: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    encoder = model.base_model
+    encoder_ids = {id(p) for p in encoder.parameters()}
+    pooler_ids = {id(p) for p in getattr(encoder, "pooler", None).parameters()} if getattr(encoder, "pooler", None) else set()
+    groups = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) in encoder_ids - pooler_ids], "lr": config.learning_rate},
+        {"params": [p for p in model.parameters() if p.requires_grad and (id(p) not in encoder_ids or id(p) in pooler_ids)], "lr": config.head_learning_rate},
+    ]
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), max(total_steps, 1))
+    return optimizer, schedule
+
+
+def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainConfig,
+               threads: int = 0, data_summary: dict | None = None, progress: bool = True, fingerprint: str = "") -> dict:
+    """Train, evaluate on the held-out split, and publish to `out_dir`. Returns the test metrics."""
+    started = time.monotonic()
+    set_threads(threads)
+    seed_everything(config.seed)
+    train, dev, test = (load_split(dataset_dir, s) for s in ("train", "dev", "test"))
+    model, tokenizer = build_model(base_model, config)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train) if config.class_weighting else None)
+    steps_per_epoch = (len(train) + config.batch_size - 1) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs if not config.max_steps else min(config.max_steps, steps_per_epoch * config.epochs)
+    optimizer, schedule = make_optimizer(model, config, total_steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    meta = {
+        "kind": "bert",
+        "labels": LABELS,
+        "model_id": f"{out_dir.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}",
+        "base_model": base_model,
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": str(dataset_dir),
+        "fingerprint": fingerprint,
+    }
+    log: list[dict] = []
+    with staged_directory(out_dir) as staging:
+        best_f1, best_epoch, stale, step = -1.0, 0, 0, 0
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = torch.randperm(len(train), generator=generator).tolist()
+            losses = []
+            bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+            for start in bar:
+                batch = [train[i] for i in order[start: start + config.batch_size]]
+                inputs = tokenizer([config.text_prefix + r.text for r in batch], truncation=True,
+                                   max_length=config.max_length, padding=True, return_tensors="pt")
+                targets = torch.tensor([LABELS.index(r.label) for r in batch])
+                loss = loss_fn(model(**inputs).logits, targets)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+                step += 1
+                if config.max_steps and step >= config.max_steps:
+                    break
+            predictor = BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
+            dev_metrics = evaluate_predictor("dev", predictor, dev).metrics if dev else {"macro_f1": 0.0, "accuracy": 0.0}
+            entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_macro_f1": dev_metrics["macro_f1"],
+                     "dev_accuracy": dev_metrics["accuracy"], "minutes": round((time.monotonic() - started) / 60, 2)}
+            log.append(entry)
+            print(json.dumps(entry), flush=True)
+            if dev_metrics["macro_f1"] > best_f1:
+                best_f1, best_epoch, stale = dev_metrics["macro_f1"], epoch, 0
+                model.save_pretrained(staging)  # keep the best epoch's weights
+            else:
+                stale += 1
+            minutes = (time.monotonic() - started) / 60
+            per_epoch = minutes / epoch
+            if stale >= config.patience or (config.max_steps and step >= config.max_steps) or minutes + per_epoch > config.max_minutes:
+                break
+        tokenizer.save_pretrained(staging)
+        (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
+        (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+        best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
+        held_out = evaluate_predictor("test", best, test).metrics if test else {}
+        meta.update(
+            best_epoch=best_epoch,
+            dev_macro_f1=best_f1,
+            test_metrics=held_out,
+            train_minutes=round((time.monotonic() - started) / 60, 2),
+            threads=torch.get_num_threads(),
+            data=data_summary or {},
+        )
+        (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+        (staging / "metrics.json").write_text(json.dumps(held_out, ensure_ascii=False, indent=2), encoding="utf-8")
+        (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log), encoding="utf-8")
+        write_model_card(staging, meta, config, log)
+    return held_out
