@@ -13,8 +13,10 @@ MODEL_DIR    ?= models/bert
 BASELINE_DIR ?= models/baseline
 BASE_MODEL   ?= models/base/multilingual-e5-small
 EVAL_DATA    ?=
+EVAL_MODELS  ?= $(BASELINE_DIR) $(MODEL_DIR)
 EVAL_OUT     ?= reports/eval
 LORO         ?=
+SECTIONS     ?=
 HOST         ?= 127.0.0.1
 PORT         ?= 8000
 THREADS      ?= 0
@@ -32,7 +34,7 @@ DEFAULT_BASE := models/base/multilingual-e5-small
 
 export SEED THREADS
 
-.PHONY: install data baseline base-model train eval serve test check-labeller lock clean help
+.PHONY: install data baseline base-model train eval serve test check-labeller stats bench-serve bench-prune lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -49,7 +51,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 lock: $(VENV)/.installed
-	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' > requirements.lock.new && mv requirements.lock.new requirements.lock
+	(sed -n '/^#/p' requirements.lock; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/') > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 data: $(DATASET)/summary.json
 
@@ -70,11 +73,21 @@ train: data base-model
 
 # Scores every trained model side by side on the same held-out reports (default: the test split).
 eval: data
-	$(RENDA) eval --models $(wildcard $(BASELINE_DIR) $(MODEL_DIR)) --data $(or $(EVAL_DATA),$(DATASET)) \
-	  --out $(EVAL_OUT) --seed $(SEED) $(if $(LORO),--loro $(LORO))
+	$(RENDA) eval --models $(wildcard $(EVAL_MODELS)) --data $(or $(EVAL_DATA),$(DATASET)) \
+	  --out $(EVAL_OUT) --seed $(SEED) $(if $(LORO),--loro $(LORO)) $(if $(SECTIONS),--sections)
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json
+
+# Benchmarks: figures written to reports/bench/ (the README quotes them).
+bench-serve: train
+	$(BIN)/python -m serving.bench --model $(MODEL_DIR) --out reports/bench/serving.json
+
+bench-prune: $(VENV)/.installed
+	$(BIN)/python -m model.bench_prune --corpus $(CORPUS) --out reports/bench/prune.json
+
+stats: $(VENV)/.installed
+	$(RENDA) stats --corpus $(CORPUS)
 
 serve: train
 	MODEL_DIR=$(MODEL_DIR) $(RENDA) serve --model $(MODEL_DIR) --host $(HOST) --port $(PORT)

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from renda.records import DataError, atomic_write_text, read_text_file
+from renda.records import DataError, atomic_write_text, iter_json_objects, read_text_file
 from renda.settings import get_settings
 
 
@@ -56,11 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="a dataset folder (its test split), or report folders / labelled .jsonl")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, confusion.png, errors.jsonl, comparison.md")
     p.add_argument("--loro", nargs="*", default=None, help="also run leave-one-report-out of the baseline recipe over these corpora")
+    p.add_argument("--sections", action="store_true", help="also score whole-report mode: each paragraph takes its section's agreed label")
     _add_common(p)
 
     p = sub.add_parser("check-labeller", help="agreement of the heading labeller with hand-checked JSONL labels")
     p.add_argument("jsonl", nargs="+", help="labelled .jsonl files")
     p.add_argument("--out", type=Path, default=None, help="write the figures (and the misses) as JSON here")
+
+    p = sub.add_parser("stats", help="paragraph counts of a corpus per label and level")
+    p.add_argument("--corpus", nargs="+", required=True, help="report folders and/or labelled .jsonl files")
 
     p = sub.add_parser("classify", help="label .txt reports, .jsonl paragraphs (`text`) or .csv (`text` column)")
     p.add_argument("files", nargs="+", type=Path, help="input files: .txt (whole report), .jsonl or .csv")
@@ -101,11 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from training.pipeline import run_eval
 
-            run_eval(args.models, args.data, args.out, args.loro, seed)
+            run_eval(args.models, args.data, args.out, args.loro, seed, args.sections)
         elif args.command == "check-labeller":
             from training.pipeline import run_check_labeller
 
             run_check_labeller(args.jsonl, args.out)
+        elif args.command == "stats":
+            from training.corpus_stats import corpus_stats
+
+            print(corpus_stats(args.corpus))
         elif args.command == "classify":
             return classify(args)
         elif args.command == "serve":
@@ -118,41 +126,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def classify_rows(path: Path, predictor) -> list[dict]:
-    """Rows of output for one input file: one per paragraph."""
+def read_input(path: Path) -> str | list[str]:
+    """A report's text (.txt) or the paragraphs of a .jsonl / .csv file; bad input stops here."""
+    if path.suffix not in (".txt", ".jsonl", ".csv"):
+        raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    return read_text_file(path) if path.suffix == ".txt" else read_paragraph_texts(path)
+
+
+def _scored(pred) -> dict:
+    return {"label": pred.label, "score": round(pred.score, 4), "windows": pred.windows,
+            **{f"score_{k}": round(v, 4) for k, v in pred.scores.items()}}
+
+
+def classify_rows(path: Path, content: str | list[str], predictor) -> list[dict]:
+    """Rows of output for one input: one per paragraph."""
     from model.reports import label_report
 
-    if path.suffix == ".txt":
-        result = label_report(predictor, read_text_file(path))
+    if isinstance(content, str):  # a whole report
+        result = label_report(predictor, content)
         return [
-            {"file": str(path), "index": i, "text": p.text, "is_heading": p.is_heading, "heading": p.subsection or p.section,
-             "label": pred.label, "score": round(pred.score, 4), **{f"score_{k}": round(v, 4) for k, v in pred.scores.items()}}
+            {"file": str(path), "index": i, "text": p.text, "is_heading": p.is_heading,
+             "heading": p.subsection or p.section, **_scored(pred)}
             for i, (p, pred) in enumerate(zip(result.paragraphs, result.predictions))
         ]
-    texts = read_paragraph_texts(path)
-    return [
-        {"file": str(path), "index": i, "text": text, "label": pred.label, "score": round(pred.score, 4),
-         "windows": pred.windows, **{f"score_{k}": round(v, 4) for k, v in pred.scores.items()}}
-        for i, (text, pred) in enumerate(zip(texts, predictor.predict(texts)))
-    ]
+    return [{"file": str(path), "index": i, "text": text, **_scored(pred)}
+            for i, (text, pred) in enumerate(zip(content, predictor.predict(content)))]
 
 
 def read_paragraph_texts(path: Path) -> list[str]:
-    text = read_text_file(path)
     texts: list[str] = []
     if path.suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(path, f"not valid JSON ({error.msg})", number) from error
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+        for number, obj in iter_json_objects(path):
+            if not isinstance(obj.get("text"), str) or not obj["text"].strip():
                 raise DataError(path, "each line needs a non-empty string `text`", number)
             texts.append(obj["text"])
     elif path.suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(read_text_file(path)))
         if not reader.fieldnames or "text" not in reader.fieldnames:
             raise DataError(path, "the CSV needs a `text` column", 1)
         for number, row in enumerate(reader, start=2):
@@ -169,15 +180,11 @@ def classify(args) -> int:
 
     from model.predictor import load_predictor
 
-    for path in args.files:  # check every input before the model loads or anything is written
-        if path.suffix not in (".txt", ".jsonl", ".csv"):
-            raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
-        if not path.is_file():
-            raise DataError(path, "no such file")
+    inputs = [(path, read_input(path)) for path in args.files]  # all checked before the model loads
     predictor = load_predictor(args.model)
     rows: list[dict] = []
-    for path in tqdm(args.files, desc="classifying", disable=len(args.files) < 2):
-        rows += classify_rows(path, predictor)
+    for path, content in tqdm(inputs, desc="classifying", disable=len(inputs) < 2):
+        rows += classify_rows(path, content, predictor)
     fmt = args.format or ("csv" if args.out and args.out.suffix == ".csv" else "jsonl")
     output = to_csv(rows) if fmt == "csv" else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.out:

@@ -24,6 +24,8 @@ _TERMINAL = tuple("。！？!?；;：:”\"」』）)】…")
 _RUNNING_TEXT = re.compile(r"[。，,；;]")
 _SPACES = re.compile(r"[ \t\u3000\u00a0\u2002\u2003\u200b\ufeff]+")
 _DATE_LINE = re.compile(r"^\d{4}[-年./]\d{1,2}[-月./]\d{1,2}日?(?:\s*\d{1,2}:\d{2}(?::\d{2})?)?$")
+# 「——2024年1月18日在…会议上」: the subtitle under a report's title, not a dash item.
+_SUBTITLE = re.compile(r"^[—-]{1,2}\s*\d{4}年\d{1,2}月\d{1,2}日")
 # A heading longer than this (after its number) is prose, not a heading.
 MAX_HEADING_CHARS = 64
 
@@ -56,7 +58,7 @@ def match_form(text: str) -> str:
 
 def is_furniture(text: str) -> bool:
     folded = match_form(text)
-    if _DATE_LINE.match(folded):
+    if _DATE_LINE.match(folded) or _SUBTITLE.match(folded):
         return True
     return any(folded.startswith(match_form(word)) for word in load_rules().furniture)
 
@@ -133,10 +135,10 @@ def parse_lines(lines: list[str]) -> list[Paragraph]:
     section = subsection = ""
     for position, text in enumerate(lines):
         text = normalise_line(text)
-        level, heading, fused = heading_shape(text)
+        level, heading, fused = (0, "", False) if is_furniture(text) else heading_shape(text)
         if not level and is_bare_heading(text):
             level, heading, fused = 1, text, False
-        furniture = not level and is_furniture(text)
+        furniture = not level and is_furniture(text)  # (checked again: bare headings are never furniture)
         if level == 1:
             section, subsection = heading, ""
         elif level == 2:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -69,10 +69,9 @@ def read_text_file(path: Path | str) -> str:
     return text
 
 
-def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
-    """Every record of a labelled JSONL file, validated; the first bad line stops it."""
+def iter_json_objects(path: Path | str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; bad lines stop it."""
     path = Path(path)
-    records = []
     for number, line in enumerate(read_text_file(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -81,7 +80,15 @@ def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
         except json.JSONDecodeError as error:
             raise DataError(path, f"not valid JSON ({error.msg})", number) from error
         if not isinstance(obj, dict):
-            raise DataError(path, "each line must be a JSON object", number)
+            raise DataError(path, "each line must be a JSON object with a `text`", number)
+        yield number, obj
+
+
+def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
+    """Every record of a labelled JSONL file, validated; the first bad line stops it."""
+    path = Path(path)
+    records = []
+    for number, obj in iter_json_objects(path):
         if "text" not in obj:
             raise DataError(path, "missing `text`", number)
         if require_label and obj.get("label") is None:

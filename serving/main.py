@@ -58,19 +58,31 @@ class BodyLimit:
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._reject(send, 413, f"request body is {int(declared):,} bytes; the limit is {self.max_bytes:,}")
-        seen = 0
+        seen, too_large, started = 0, False, False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                too_large = True
                 raise _TooLarge()
             return message
 
+        async def guarded(message: Message) -> None:
+            # FastAPI catches the error raised while it reads the body and answers 400 itself;
+            # that answer is dropped here so the client gets the 413 below.
+            nonlocal started
+            if too_large and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded)
         except _TooLarge:
+            pass
+        if too_large and not started:
             await self._reject(send, 413, f"request body is over the limit of {self.max_bytes:,} bytes")
 
     @staticmethod
@@ -92,7 +104,11 @@ def install_error_handlers(app: FastAPI) -> None:
         for item in error.errors():
             field = _field(item.get("loc", ()))
             kind = item.get("type", "")
-            message = "malformed JSON: " + str(item.get("ctx", {}).get("error", item["msg"])) if kind == "json_invalid" else item["msg"]
+            message = item["msg"]
+            if kind == "json_invalid":  # its loc is ('body', character offset): the field is the body
+                where = item.get("loc", ())[-1:]
+                at = f" at character {where[0]}" if where and isinstance(where[0], int) else ""
+                field, message = "body", f"malformed JSON{at}: " + str(item.get("ctx", {}).get("error", item["msg"]))
             errors.append({"field": field, "message": message})
         status = 400 if any(e["message"].startswith("malformed JSON") for e in errors) else 422
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)

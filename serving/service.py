@@ -3,7 +3,7 @@
 Requests are blocking calls made from FastAPI's thread pool. Each one hands its paragraphs to a
 single worker thread, which waits a few milliseconds for others to arrive and runs them through
 the model together (one padded batch instead of many small ones), then hands each request its
-own results. `benchmarks/serve_batching.py` measures what that buys.
+own results. `make bench-serve` (serving/bench.py) measures what that buys.
 """
 
 from __future__ import annotations
@@ -28,16 +28,23 @@ class Batcher:
     def __init__(self, predict: Callable[[list[str]], list[Prediction]], wait_ms: float, max_paragraphs: int):
         self.predict, self.wait, self.max_paragraphs = predict, wait_ms / 1000, max_paragraphs
         self.jobs: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
+        self.closed, self.lock = False, threading.Lock()
         self.thread = threading.Thread(target=self._run, name="renda-batcher", daemon=True)
         self.thread.start()
 
     def submit(self, texts: list[str]) -> list[Prediction]:
         future: Future = Future()
-        self.jobs.put((texts, future))
+        with self.lock:  # nothing may queue behind the closing None: no worker would ever answer it
+            if self.closed:
+                raise ModelNotReady("the model service has stopped")
+            self.jobs.put((texts, future))
         return future.result()
 
     def close(self) -> None:
-        self.jobs.put(None)
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.jobs.put(None)
 
     def _gather(self, first: tuple[list[str], Future]) -> tuple[list[tuple[list[str], Future]], bool]:
         batch, size, deadline = [first], len(first[0]), time.monotonic() + self.wait
@@ -100,8 +107,10 @@ class ModelService:
             log.exception("model failed to load")
 
     def stop(self) -> None:
-        if self.batcher:
-            self.batcher.close()
+        self.ready.clear()  # not ready once stopped (until a new start() has loaded again)
+        batcher, self.batcher = self.batcher, None
+        if batcher:
+            batcher.close()
 
     def require(self) -> Predictor:
         if not self.ready.is_set() or self.predictor is None:
@@ -110,4 +119,7 @@ class ModelService:
 
     def classify(self, texts: list[str]) -> list[Prediction]:
         self.require()
-        return self.batcher.submit(texts)
+        batcher = self.batcher
+        if batcher is None:
+            raise ModelNotReady("the model service has stopped")
+        return batcher.submit(texts)

@@ -55,6 +55,33 @@ def evaluate_predictor(name: str, predictor: Predictor, records: list[Record]) -
     return score(name, records, predictor.predict([r.text for r in records]))
 
 
+def section_runs(records: list[Record]) -> list[tuple[int, int]]:
+    """(first, last) of each run of consecutive records from one report under one heading."""
+    runs: list[tuple[int, int]] = []
+    for i, r in enumerate(records):
+        previous = records[i - 1] if i else None
+        if runs and r.heading and previous and (previous.report_id, previous.heading) == (r.report_id, r.heading):
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def smooth_by_section(records: list[Record], predictions: list[Prediction], labels: list[str] = LABELS) -> list[Prediction]:
+    """Whole-report mode: every paragraph takes the label its section's paragraphs agree on
+    (as `sections` in POST /v1/reports), scored with the section's mean probabilities."""
+    from model.reports import section_label
+
+    smoothed = list(predictions)
+    for first, last in section_runs(records):
+        members = predictions[first: last + 1]
+        label = section_label(members, labels)
+        mean = {l: float(np.mean([p.scores[l] for p in members])) for l in labels}
+        for i in range(first, last + 1):
+            smoothed[i] = Prediction(label, mean[label], mean, predictions[i].windows)
+    return smoothed
+
+
 def leave_one_report_out(
     name: str, records: list[Record], fit: Callable[[list[Record]], Predictor], progress: Callable | None = None
 ) -> Evaluation:

@@ -22,7 +22,9 @@ from renda.corpus import label_records, load_corpus
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, read_jsonl
 from training.dataset import build_dataset, load_split
-from training.evaluate import Evaluation, evaluate_predictor, leave_one_report_out, write_evaluations
+from training.evaluate import (
+    Evaluation, evaluate_predictor, leave_one_report_out, score, smooth_by_section, write_evaluations,
+)
 
 
 def run_data(corpus: list[str], out: Path, seed: int, dev_fraction: float, test_fraction: float,
@@ -99,7 +101,8 @@ def eval_records(data: list[str]) -> list[Record]:
     return load_corpus(data).records
 
 
-def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | None = None, seed: int = 13) -> list[Evaluation]:
+def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | None = None, seed: int = 13,
+             sections: bool = False) -> list[Evaluation]:
     """Score each model on the same records, side by side; optionally leave-one-report-out."""
     records = eval_records(data)
     if not records:
@@ -109,7 +112,10 @@ def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | N
         predictor = load_predictor(model_dir)
         name = Path(model_dir).name
         print(f"scoring {name} on {len(records)} paragraphs of {len({r.report_id for r in records})} reports…", flush=True)
-        evaluations.append(evaluate_predictor(name, predictor, records))
+        predictions = predictor.predict([r.text for r in records])
+        evaluations.append(score(name, records, predictions))
+        if sections:
+            evaluations.append(score(f"{name}+sections", records, smooth_by_section(records, predictions)))
     if loro:
         corpus = load_corpus(loro).records
         evaluations.append(leave_one_report_out("baseline-loro", corpus, lambda rest: fit_baseline(rest, seed),

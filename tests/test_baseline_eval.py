@@ -1,0 +1,66 @@
+import json
+
+from model.predictor import load_predictor
+from training.dataset import load_split
+from training.evaluate import evaluate_predictor, score, write_evaluations
+from training.pipeline import fit_baseline, run_baseline, run_eval
+from model.predictor import Prediction
+from renda.labels import LABELS
+from renda.records import Record
+
+
+def test_baseline_trains_saves_and_reloads(starter_dataset, tmp_path):
+    metrics = run_baseline(starter_dataset, tmp_path / "baseline", seed=13)
+    assert metrics["macro_f1"] > 0.5  # far above chance (~0.14) on held-out starter reports
+    model = load_predictor(tmp_path / "baseline")
+    [prediction] = model.predict(["加强代表联络站建设，办理代表建议一百件。"])
+    assert set(prediction.scores) == set(LABELS) and abs(sum(prediction.scores.values()) - 1) < 1e-6
+    assert run_baseline(starter_dataset, tmp_path / "baseline", seed=13, if_stale=True) == {}  # up to date: skipped
+
+
+def test_metrics_and_errors_worst_first():
+    records = [Record(report_id="r", text=t, label=l) for t, l in [("甲", "plans"), ("乙", "plans"), ("丙", "other")]]
+
+    def pred(label, p):
+        scores = {l: (1 - p) / 6 for l in LABELS} | {label: p}
+        return Prediction(label, p, scores)
+
+    result = score("m", records, [pred("supervision", 0.6), pred("deputy", 0.9), pred("other", 0.8)])
+    assert result.metrics["accuracy"] == round(1 / 3, 4)
+    assert result.metrics["per_label"]["plans"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert result.metrics["macro_f1"] == 0.5  # mean over the labels present in the data (plans 0, other 1)
+    assert [e["predicted"] for e in result.errors] == ["deputy", "supervision"]  # most confident first
+    assert result.confusion[LABELS.index("plans")][LABELS.index("deputy")] == 1
+
+
+def test_eval_writes_files_side_by_side_and_leave_one_report_out(starter_dataset, tmp_path):
+    run_baseline(starter_dataset, tmp_path / "baseline", seed=13)
+    out = tmp_path / "eval"
+    evaluations = run_eval([tmp_path / "baseline"], [str(starter_dataset)], out,
+                           loro=[str(starter_dataset / "train.jsonl")])
+    assert [e.name for e in evaluations] == ["baseline", "baseline-loro"]
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert set(summary["models"]) == {"baseline", "baseline-loro"}
+    assert summary["models"]["baseline"]["paragraphs"] == len(load_split(starter_dataset, "test"))
+    assert (out / "baseline" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    errors = [json.loads(l) for l in (out / "baseline" / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert errors == sorted(errors, key=lambda e: -e["confidence"])
+    table = (out / "comparison.md").read_text(encoding="utf-8")
+    assert "macro_f1" in table and "baseline-loro" in table
+    loro = summary["models"]["baseline-loro"]
+    assert loro["reports"] == len(set(r.report_id for r in load_split(starter_dataset, "train")))
+
+
+def test_section_smoothing_follows_the_runs_of_a_report():
+    from training.evaluate import section_runs, smooth_by_section
+
+    records = [Record(report_id=rid, text=f"段{i}", label="plans", heading=h)
+               for i, (rid, h) in enumerate([("a", ""), ("a", "今后工作"), ("a", "今后工作"), ("a", "今后工作"), ("b", "今后工作")])]
+    assert section_runs(records) == [(0, 0), (1, 3), (4, 4)]
+
+    def pred(label, p):
+        return Prediction(label, p, {l: (1 - p) / 6 for l in LABELS} | {label: p})
+
+    predictions = [pred("other", 0.9), pred("plans", 0.9), pred("supervision", 0.5), pred("plans", 0.8), pred("deputy", 0.9)]
+    smoothed = smooth_by_section(records, predictions)
+    assert [p.label for p in smoothed] == ["other", "plans", "plans", "plans", "deputy"]

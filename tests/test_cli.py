@@ -1,0 +1,280 @@
+"""`renda classify` (and the help of every sub-command), through renda.cli.main on the tiny model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from model.predictor import load_predictor
+from renda.cli import build_parser, main
+from renda.labels import LABELS
+from renda.parsing import parse_report
+
+PARAGRAPHS = [
+    "常委会党组坚持把党的领导贯穿人大工作全过程。",
+    "审议通过地方性法规两件，批准单行条例一件。",
+    "围绕义务教育均衡发展开展专题调研，听取审议县政府专项工作报告，跟踪督办落实情况。",
+    "组织代表开展集中视察活动三次，邀请代表列席常委会会议四十人次。",
+]
+SCORE_COLUMNS = [f"score_{label}" for label in LABELS]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, sample_report) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cli-inputs")
+    report = folder / "report.txt"
+    report.write_text(sample_report, encoding="utf-8")
+    lines = folder / "paragraphs.jsonl"
+    lines.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" + ("\n" if i == 1 else "")
+                             for i, t in enumerate(PARAGRAPHS)), encoding="utf-8")
+    table = folder / "paragraphs.csv"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "text", "note"])
+    for i, text in enumerate(PARAGRAPHS):
+        writer.writerow([i, text, "有逗号, 和 \"引号\""])
+    table.write_text(buffer.getvalue(), encoding="utf-8")
+    return {"txt": report, "jsonl": lines, "csv": table}
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model):
+    return load_predictor(tiny_model)
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def check_scores(row: dict) -> None:
+    scores = {label: float(row[f"score_{label}"]) for label in LABELS}
+    assert row["label"] in LABELS
+    assert abs(sum(scores.values()) - 1) < 1e-3  # rounded to 4 places
+    assert abs(float(row["score"]) - scores[row["label"]]) < 1e-9
+    assert float(row["score"]) == max(scores.values())
+
+
+# --- classify: the three input kinds, two output formats ---------------------------------------
+
+
+def test_txt_report_to_jsonl(tiny_model, inputs, sample_report, predictor, tmp_path, capsys):
+    out = tmp_path / "labels.jsonl"
+    code, stdout, stderr = run(["classify", inputs["txt"], "--model", tiny_model, "--out", out], capsys)
+    assert code == 0, stderr
+    assert stdout == ""
+    rows = read_jsonl(out)
+    paragraphs = parse_report(sample_report)
+    assert f"{len(rows)} paragraphs labelled -> {out}" in stderr
+    assert len(rows) == len(paragraphs)
+    assert [r["index"] for r in rows] == list(range(len(rows)))
+    assert [r["text"] for r in rows] == [p.text for p in paragraphs]
+    assert all(r["file"] == str(inputs["txt"]) for r in rows)
+    for row, paragraph in zip(rows, paragraphs):
+        assert row["is_heading"] == paragraph.is_heading
+        assert row["heading"] == (paragraph.subsection or paragraph.section)
+        check_scores(row)
+    assert sum("全县农村自来水普及率" in r["text"] for r in rows) == 1  # the cut line is joined
+    # The labels are the model's.
+    expected = predictor.predict([p.text for p in paragraphs])
+    assert [r["label"] for r in rows] == [p.label for p in expected]
+    for row, want in zip(rows, expected):
+        assert row["score"] == pytest.approx(want.score, abs=1e-4)
+
+
+def test_jsonl_and_csv_inputs_to_csv(tiny_model, inputs, predictor, tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    code, _, stderr = run(["classify", inputs["jsonl"], inputs["csv"], "--model", tiny_model, "--out", out], capsys)
+    assert code == 0, stderr
+    rows = read_csv(out)
+    assert len(rows) == 2 * len(PARAGRAPHS)
+    columns = list(rows[0])
+    assert columns[:5] == ["file", "index", "text", "label", "score"]
+    for column in SCORE_COLUMNS + ["windows"]:
+        assert column in columns
+    assert [r["file"] for r in rows] == [str(inputs["jsonl"])] * len(PARAGRAPHS) + [str(inputs["csv"])] * len(PARAGRAPHS)
+    assert [r["text"] for r in rows] == PARAGRAPHS * 2
+    assert [int(r["index"]) for r in rows] == list(range(len(PARAGRAPHS))) * 2
+    expected = predictor.predict(PARAGRAPHS)
+    for i, row in enumerate(rows):
+        check_scores(row)
+        assert row["label"] == expected[i % len(PARAGRAPHS)].label
+        assert int(row["windows"]) >= 1
+
+
+def test_csv_output_of_a_report_has_report_columns(tiny_model, inputs, sample_report, tmp_path, capsys):
+    out = tmp_path / "report.csv"
+    code, _, stderr = run(["classify", inputs["txt"], "--model", tiny_model, "--out", out], capsys)
+    assert code == 0, stderr
+    rows = read_csv(out)
+    assert len(rows) == len(parse_report(sample_report))
+    assert {"is_heading", "heading", "label", "score", *SCORE_COLUMNS} <= set(rows[0])
+    headings = [r["text"] for r in rows if r["is_heading"] == "True"]
+    assert "一、坚持党的领导，把牢人大工作正确政治方向" in headings and "2024年主要任务" in headings
+    for row in rows:
+        check_scores(row)
+
+
+def test_format_flag_and_standard_output(tiny_model, inputs, tmp_path, capsys):
+    code, stdout, stderr = run(["classify", inputs["jsonl"], "--model", tiny_model], capsys)
+    assert code == 0, stderr
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["text"] for r in rows] == PARAGRAPHS
+    code, stdout, stderr = run(["classify", inputs["jsonl"], "--model", tiny_model, "--format", "csv"], capsys)
+    assert code == 0, stderr
+    rows = list(csv.DictReader(io.StringIO(stdout)))
+    assert [r["text"] for r in rows] == PARAGRAPHS and set(SCORE_COLUMNS) <= set(rows[0])
+    # --format wins over the suffix of --out.
+    out = tmp_path / "labels.txt"
+    code, _, stderr = run(["classify", inputs["csv"], "--model", tiny_model, "--out", out, "--format", "csv"], capsys)
+    assert code == 0, stderr
+    assert [r["text"] for r in read_csv(out)] == PARAGRAPHS
+
+
+# --- classify: bad input → exit 2, the file (and line) named, nothing written ------------------
+
+
+def expect_failure(argv: list, capsys, out: Path, *fragments: str) -> str:
+    code, stdout, stderr = run([*argv, "--out", out], capsys)
+    assert code == 2, (code, stderr)
+    # (model loading may print progress first; the error is the last line)
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in message, (fragment, stderr)
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.*"))  # no temporary file left behind either
+    return message
+
+
+def test_unsupported_suffix(tiny_model, tmp_path, capsys):
+    path = tmp_path / "report.docx"
+    path.write_text("一、坚持党的领导", encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", str(path), "unsupported file type")
+
+
+def test_missing_file(tiny_model, inputs, tmp_path, capsys):
+    missing = tmp_path / "nowhere.txt"
+    expect_failure(["classify", inputs["jsonl"], missing, "--model", tiny_model], capsys, tmp_path / "out.jsonl",
+                   f"{missing}: no such file")
+
+
+def test_jsonl_line_without_text(tiny_model, inputs, tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"text": PARAGRAPHS[0]}, ensure_ascii=False) + "\n" + json.dumps({"body": "人大"}) + "\n",
+                    encoding="utf-8")
+    # A good file first: nothing of it is written either.
+    expect_failure(["classify", inputs["jsonl"], path, "--model", tiny_model], capsys, tmp_path / "out.csv",
+                   f"{path}:2:", "`text`")
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"text": "   "}', "`text`"),
+    ('{"text": 3}', "`text`"),
+    ('["人大工作"]', "`text`"),
+    ('{"text": "人大', "not valid JSON"),
+])
+def test_other_bad_jsonl_lines(tiny_model, tmp_path, capsys, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"text": PARAGRAPHS[0]}, ensure_ascii=False) + "\n" + line + "\n", encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", f"{path}:2:", message)
+
+
+def test_csv_without_text_column(tiny_model, tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("id,paragraph\n1,人大工作\n", encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.csv", f"{path}:1:", "`text` column")
+
+
+def test_csv_with_an_empty_text(tiny_model, tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("id,text\n1,人大工作\n2,\n", encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.csv", f"{path}:3:", "empty `text`")
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+def test_non_utf8_file(tiny_model, tmp_path, capsys, suffix):
+    path = tmp_path / f"gbk{suffix}"
+    body = {".txt": "一、坚持党的领导\n\n第二行", ".jsonl": '{"text": "人大"}\n{"text": "第二行"}', ".csv": "text\n人大\n第二行"}[suffix]
+    first, second = body.rsplit("\n", 1)
+    path.write_bytes(first.encode("utf-8") + b"\n" + second.encode("gbk"))
+    line = body.count("\n") + 1
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", f"{path}:{line}:", "not UTF-8")
+
+
+def test_empty_file(tiny_model, tmp_path, capsys):
+    path = tmp_path / "empty.txt"
+    path.write_text(" \n\n", encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", str(path), "empty")
+
+
+def test_a_folder_that_is_not_a_model(inputs, tmp_path, capsys):
+    expect_failure(["classify", inputs["jsonl"], "--model", tmp_path], capsys, tmp_path / "out.jsonl",
+                   str(tmp_path), "renda_model.json")
+
+
+def test_bad_arguments_exit_2(inputs, capsys):
+    for argv in (["classify"], ["classify", str(inputs["jsonl"]), "--format", "xml"], ["nonsense"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "usage:" in capsys.readouterr().err
+
+
+# --- help ---------------------------------------------------------------------------------------
+
+
+def subcommands() -> dict:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return action.choices
+
+
+def test_every_subcommand_is_known():
+    assert {"data", "baseline", "base-model", "train", "eval", "check-labeller", "classify", "serve"} <= set(subcommands())
+
+
+def test_top_level_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in subcommands():
+        assert name in out
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: renda {command}")
+    parser = subcommands()[command]
+    options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    positionals = [a.dest for a in parser._actions if not a.option_strings]
+    assert options
+    for name in options + positionals:
+        assert name in out, (command, name)
+
+
+def test_classify_help_names_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["classify", "--help"])
+    out = capsys.readouterr().out
+    for fragment in ("--model", "--out", "--format", "{jsonl,csv}", ".txt", ".jsonl", ".csv"):
+        assert fragment in out

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from renda.corpus import load_corpus
+from renda.records import DataError, atomic_write_text, read_jsonl, read_text_file, write_jsonl
+
+GOOD = {"report_id": "r1", "text": "听取审议专项工作报告十个。", "label": "supervision", "source": "ignored"}
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_reads_the_format_and_ignores_other_keys(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", [json.dumps(GOOD, ensure_ascii=False)])
+    [record] = read_jsonl(path)
+    assert record.report_id == "r1" and record.label == "supervision" and record.heading == "" and record.position is None
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"report_id": "r1", "label": "other"}', "missing `text`"),
+        ('{"report_id": "r1", "text": "条例。", "label": "budget"}', "unknown label 'budget'"),
+        ('{"report_id": "r1", "text": "   ", "label": "other"}', "`text`: `text` is empty"),
+        ('{"report_id": "r1", "text": "条例。"}', "missing `label`"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "each line must be a JSON object"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path, line, message):
+    path = write_lines(tmp_path / "bad.jsonl", [json.dumps(GOOD, ensure_ascii=False), line])
+    with pytest.raises(DataError) as error:
+        read_jsonl(path)
+    assert str(error.value).startswith(f"{path}:2: ") and message in str(error.value)
+
+
+def test_empty_and_non_utf8_files(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty.txt: the file is empty"):
+        read_text_file(empty)
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes("第一行\n".encode() + "第二行是GBK编码".encode("gbk"))
+    with pytest.raises(DataError, match=r"gbk.txt:2: not UTF-8"):
+        read_text_file(gbk)
+    with pytest.raises(DataError, match="gbk.txt:2"):
+        load_corpus([tmp_path / "gbk.txt"])
+
+
+def test_missing_corpus_path(tmp_path):
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_corpus([tmp_path / "nowhere"])
+
+
+def test_atomic_write_leaves_nothing_half_written(tmp_path):
+    target = tmp_path / "out.jsonl"
+    write_jsonl(target, [GOOD])
+    before = target.read_text(encoding="utf-8")
+
+    def rows():
+        yield GOOD
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_text(target, "".join(json.dumps(r) for r in rows()))
+    assert target.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]

@@ -1,0 +1,84 @@
+"""End to end on a tiny BERT built in the test: train a few steps, save, reload, predict."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from model.bert import BertPredictor
+from model.predictor import load_predictor
+from renda.labels import LABELS
+from tests.conftest import TINY_OVERRIDES
+from training import train as train_module
+from training.config import load_config
+from training.pipeline import run_train
+
+
+def test_trained_folder_holds_everything(tiny_model):
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
+    meta = json.loads((tiny_model / "renda_model.json").read_text())
+    assert meta["kind"] == "bert" and meta["labels"] == LABELS and meta["test_metrics"]["paragraphs"] > 0
+    assert json.loads((tiny_model / "training_config.json").read_text())["max_length"] == TINY_OVERRIDES["max_length"]
+    log = [json.loads(l) for l in (tiny_model / "train_log.jsonl").read_text().splitlines()]
+    assert log and {"epoch", "loss", "dev_macro_f1"} <= set(log[0])
+    card = (tiny_model / "README.md").read_text()
+    assert "Held-out reports" in card and "minutes" in card and "AutoModelForSequenceClassification" in card
+    assert not list(tiny_model.parent.glob(".*staging*"))
+
+
+def test_reload_and_predict(tiny_model):
+    predictor = load_predictor(tiny_model)
+    texts = ["加强代表联络站建设，办理代表建议。", "制定条例两件。", "听取审议专项工作报告。"]
+    predictions = predictor.predict(texts)
+    assert len(predictions) == 3
+    for p in predictions:
+        assert p.label in LABELS and p.scores[p.label] == p.score == max(p.scores.values())
+        assert abs(sum(p.scores.values()) - 1) < 1e-5
+    # order kept although prediction sorts by length; same text, same answer alone or in a batch
+    alone = predictor.predict([texts[1]])[0]
+    assert alone.label == predictions[1].label and abs(alone.score - predictions[1].score) < 1e-5
+
+
+def test_long_paragraphs_use_overlapping_windows_combined_by_length(tiny_model):
+    predictor = BertPredictor.load(tiny_model)
+    long_text = "依法开展执法检查，听取审议专项工作报告。" * 12  # far beyond the 32-token window
+    [prediction] = predictor.predict([long_text])
+    encoded, owners = predictor.encode_windows([long_text])
+    assert prediction.windows == len(owners) > 1
+    probs = predictor.window_probabilities(encoded)
+    weights = encoded["attention_mask"].sum(dim=1).float()
+    expected = (probs * weights[:, None]).sum(0) / weights.sum()
+    assert torch.allclose(torch.tensor([prediction.scores[l] for l in LABELS]), expected, atol=1e-5)
+    # windows overlap: the second window starts before the first one ends
+    ids = encoded["input_ids"]
+    first, second = ids[0][1:-1].tolist(), ids[1][1:].tolist()
+    assert first[-TINY_OVERRIDES["stride"]:] == second[:TINY_OVERRIDES["stride"]]
+
+
+def test_a_failed_run_keeps_the_previous_model(tiny_model, tiny_base, starter_dataset, tmp_path, monkeypatch):
+    published = tmp_path / "published"
+    shutil.copytree(tiny_model, published)
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation crashed")
+
+    monkeypatch.setattr(train_module, "evaluate_predictor", broken)
+    with pytest.raises(RuntimeError, match="evaluation crashed"):
+        train_module.train_bert(starter_dataset, published, str(tiny_base), load_config(**TINY_OVERRIDES), progress=False)
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["published"]  # no staging folder left
+
+
+def test_train_step_skips_when_up_to_date(tiny_base, starter_dataset, tmp_path):
+    out = tmp_path / "model"
+    overrides = {k: v for k, v in TINY_OVERRIDES.items()}
+    from training.config import CONFIG_FILE
+    first = run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, False, **overrides)
+    assert first["paragraphs"] > 0
+    stamp = json.loads((out / "renda_model.json").read_text())["model_id"]
+    assert run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, True, **overrides) == {}
+    assert json.loads((out / "renda_model.json").read_text())["model_id"] == stamp
