@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -27,17 +27,6 @@ class Predictor(Protocol):
     info: dict
 
     def predict(self, texts: list[str]) -> list[Prediction]: ...
-
-
-@dataclass
-class ModelMeta:
-    kind: str  # "bert" | "baseline"
-    labels: list[str]
-    model_id: str
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "labels": self.labels, "model_id": self.model_id, **self.extra}
 
 
 def read_meta(model_dir: Path | str) -> dict:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.predictor import Prediction, Predictor
+from renda.labelling import segment_report
 from renda.parsing import Paragraph, parse_report
 
 
@@ -26,20 +27,9 @@ class ReportLabels:
     sections: list[Section]
     counts: dict[str, int]
 
-
-def group_sections(paragraphs: list[Paragraph]) -> list[tuple[str, int, int]]:
-    """Runs of paragraphs under the same heading path: (nearest heading, first, last)."""
-    runs: list[tuple[str, int, int]] = []
-    previous = None
-    for i, p in enumerate(paragraphs):
-        path = (p.section, p.subsection)
-        if path != previous:
-            runs.append((p.subsection or p.section, i, i))
-            previous = path
-        else:
-            heading, first, _ = runs[-1]
-            runs[-1] = (heading, first, i)
-    return runs
+    def section_of(self) -> list[Section]:
+        """For each paragraph, the section it sits in."""
+        return [section for section in self.sections for _ in range(section.first, section.last + 1)]
 
 
 def section_label(predictions: list[Prediction], labels: list[str]) -> str:
@@ -49,11 +39,14 @@ def section_label(predictions: list[Prediction], labels: list[str]) -> str:
 
 
 def label_report(predictor: Predictor, text: str) -> ReportLabels:
+    """Split with the parser, cut into the labeller's segments (sections, the plans part, the
+    preamble, the closing), predict every paragraph, and let each segment's paragraphs agree."""
     paragraphs = parse_report(text)
     predictions = predictor.predict([p.text for p in paragraphs])
     sections = [
-        Section(heading, section_label(predictions[first: last + 1], predictor.labels), first, last)
-        for heading, first, last in group_sections(paragraphs)
+        Section(segment.heading, section_label([predictions[i] for i in segment.members], predictor.labels),
+                segment.members[0], segment.members[-1])
+        for segment in segment_report(paragraphs)
     ]
     counts = Counter(p.label for p in predictions)
     return ReportLabels(paragraphs, predictions, sections, {label: counts.get(label, 0) for label in predictor.labels})

@@ -148,8 +148,8 @@ def classify_rows(path: Path, content: str | list[str], predictor) -> list[dict]
         result = label_report(predictor, content)
         return [
             {"file": str(path), "index": i, "text": p.text, "is_heading": p.is_heading,
-             "heading": p.subsection or p.section, **_scored(pred)}
-            for i, (p, pred) in enumerate(zip(result.paragraphs, result.predictions))
+             "heading": section.heading, **_scored(pred), "section_label": section.label}
+            for i, (p, pred, section) in enumerate(zip(result.paragraphs, result.predictions, result.section_of()))
         ]
     return [{"file": str(path), "index": i, "text": text, **_scored(pred)}
             for i, (text, pred) in enumerate(zip(content, predictor.predict(content)))]

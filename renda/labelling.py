@@ -27,9 +27,17 @@ HEADING_WEIGHT = 5
 
 
 @dataclass
-class Unit:
+class Segment:
+    """A stretch of a report that shares one label: a unit (a section or sub-section, labelled
+    from its heading or its paragraphs' vote) or a part the structure fixes."""
+
+    kind: str  # preamble | review | unit | plans | closing
     heading: str
     members: list[int] = field(default_factory=list)
+
+    @property
+    def fixed(self) -> str | None:
+        return {"preamble": "other", "review": "other", "closing": "other", "plans": "plans"}.get(self.kind)
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ def _best(scores: Counter) -> str | None:
     return ranked[0][0]
 
 
-def unit_label(unit: Unit, paragraphs: list[Paragraph], rules: LabelRules) -> str | None:
+def unit_label(unit: Segment, paragraphs: list[Paragraph], rules: LabelRules) -> str | None:
     """The heading decides when it is clear; otherwise the unit's own paragraphs vote."""
     heading_scores = keyword_scores(unit.heading, rules, body=False)
     decided = _best(heading_scores)
@@ -90,49 +98,39 @@ def unit_label(unit: Unit, paragraphs: list[Paragraph], rules: LabelRules) -> st
     return _best(votes)
 
 
+def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None) -> list[Segment]:
+    """Cut one report's ordered paragraphs into consecutive segments (none empty)."""
+    rules = rules or load_rules()
+    closing = tuple(match_form(w) for w in rules.closing)
+    segments = [Segment("preamble", "")]
+    section_is_unit = False  # does the current 一、 section carry the label for its sub-sections?
+    for i, para in enumerate(paragraphs):
+        kind = segments[-1].kind
+        in_body = kind in ("unit", "plans")
+        # furniture after the body, or the closing appeal: the report has ended
+        if in_body and (para.furniture or match_form(para.text).startswith(closing)):
+            segments.append(Segment("closing", ""))
+        elif kind != "closing" and not para.furniture and para.level in (1, 2):
+            prose = not para.is_heading  # a fused line opens a topic section, never a part
+            if not prose and is_plans_heading(para.heading, rules):
+                if kind != "plans":
+                    segments.append(Segment("plans", para.heading))
+            elif kind != "plans" and not prose and para.level == 1 and is_review_heading(para.heading, rules):
+                segments.append(Segment("review", para.heading))
+                section_is_unit = False
+            elif kind != "plans" and (para.level == 1 or not section_is_unit):
+                segments.append(Segment("unit", para.heading))
+                section_is_unit = para.level == 1
+        segments[-1].members.append(i)
+    return [s for s in segments if s.members]
+
+
 def label_paragraphs(paragraphs: list[Paragraph], rules: LabelRules | None = None) -> list[LabelledParagraph]:
     """Label one report's ordered paragraphs from its headings."""
     rules = rules or load_rules()
-    fixed: dict[int, str] = {}
-    units: list[Unit] = []
-    mode = "preamble"  # preamble | review | section | plans | closing
-    section_is_unit = False  # does the current 一、 section carry the label for its sub-sections?
-    for i, para in enumerate(paragraphs):
-        folded = match_form(para.text)
-        if para.furniture:
-            fixed[i] = "other"
-            if mode in ("section", "plans"):  # furniture after the body: the page has ended
-                mode = "closing"
-            continue
-        if mode in ("section", "plans") and folded.startswith(tuple(match_form(w) for w in rules.closing)):
-            mode = "closing"
-        if mode == "closing":
-            fixed[i] = "other"
-            continue
-        opens = para.level in (1, 2)
-        if opens and is_plans_heading(para.heading, rules) and not _fused_prose(para):
-            mode = "plans"
-        elif opens and mode != "plans" and para.level == 1 and is_review_heading(para.heading, rules) and not _fused_prose(para):
-            mode, section_is_unit = "review", False
-        elif opens and mode != "plans":
-            if para.level == 1 or not section_is_unit:
-                units.append(Unit(heading=para.heading))
-                section_is_unit = para.level == 1
-            mode = "section"
-        if mode == "plans":
-            fixed[i] = "plans"
-        elif mode in ("preamble", "review"):
-            fixed[i] = "other"
-        else:
-            units[-1].members.append(i)
-    labels: dict[int, str | None] = dict(fixed)
-    for unit in units:
-        label = unit_label(unit, paragraphs, rules)
-        for index in unit.members:
+    labels: list[str | None] = [None] * len(paragraphs)
+    for segment in segment_report(paragraphs, rules):
+        label = segment.fixed or unit_label(segment, paragraphs, rules)
+        for index in segment.members:
             labels[index] = label
     return [LabelledParagraph(paragraph=p, label=labels[i]) for i, p in enumerate(paragraphs)]
-
-
-def _fused_prose(para: Paragraph) -> bool:
-    """A numbered line that runs on as prose opens a topic section, never a part."""
-    return not para.is_heading

@@ -135,10 +135,10 @@ def parse_lines(lines: list[str]) -> list[Paragraph]:
     section = subsection = ""
     for position, text in enumerate(lines):
         text = normalise_line(text)
-        level, heading, fused = (0, "", False) if is_furniture(text) else heading_shape(text)
-        if not level and is_bare_heading(text):
+        furniture = is_furniture(text)
+        level, heading, fused = (0, "", False) if furniture else heading_shape(text)
+        if not level and not furniture and is_bare_heading(text):
             level, heading, fused = 1, text, False
-        furniture = not level and is_furniture(text)  # (checked again: bare headings are never furniture)
         if level == 1:
             section, subsection = heading, ""
         elif level == 2:

@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     max_paragraph_chars: int = Field(20_000, ge=1)
     max_report_chars: int = Field(300_000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
-    max_top_k: int = 7
-    batch_wait_ms: float = Field(5.0, ge=0, description="how long the batcher waits to gather requests")
+    # 0: greedy batching — each batch is what queued while the previous one ran (measured best)
+    batch_wait_ms: float = Field(0.0, ge=0, description="how long the batcher waits to gather more requests")
     max_batch_paragraphs: int = Field(64, ge=1)
     cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
     log_level: str = "INFO"

@@ -92,7 +92,12 @@ def main() -> None:
     base = Settings()
     results = []
     for clients in args.clients:
-        for name, settings in (("batched", base), ("one at a time", base.model_copy(update={"max_batch_paragraphs": 1, "batch_wait_ms": 0}))):
+        modes = (
+            ("batched, no wait (default)", base.model_copy(update={"batch_wait_ms": 0})),
+            ("batched, 5 ms wait", base.model_copy(update={"batch_wait_ms": 5})),
+            ("one at a time", base.model_copy(update={"max_batch_paragraphs": 1, "batch_wait_ms": 0})),
+        )
+        for name, settings in modes:
             figures = run(args.model, clients, args.seconds, settings) | {"mode": name}
             print(json.dumps(figures), flush=True)
             results.append(figures)

@@ -49,9 +49,9 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     service = _service(request)
     result = label_report(_Batched(service), body.text)
     paragraphs = [
-        ReportParagraph(index=i, text=p.text, is_heading=p.is_heading, heading=p.subsection or p.section,
-                        label=pred.label, score=pred.score, scores=pred.scores, windows=pred.windows)
-        for i, (p, pred) in enumerate(zip(result.paragraphs, result.predictions))
+        ReportParagraph(index=i, text=p.text, is_heading=p.is_heading, heading=section.heading,
+                        label=pred.label, score=pred.score, scores=pred.scores, windows=pred.windows, section_label=section.label)
+        for i, (p, pred, section) in enumerate(zip(result.paragraphs, result.predictions, result.section_of()))
     ]
     sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last) for s in result.sections]
     return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)

@@ -35,11 +35,12 @@ class ReportParagraph(BaseModel):
     index: int
     text: str
     is_heading: bool
-    heading: str = Field(description="the section (or sub-section) heading above the paragraph")
-    label: str
+    heading: str = Field(description="the heading of the section the paragraph sits in (\"\" for the preamble and the closing)")
+    label: str = Field(description="the paragraph's own label")
     score: float
     scores: dict[str, float]
     windows: int
+    section_label: str = Field(description="the label its section's paragraphs agree on (usually the more accurate one)")
 
 
 class ReportSection(BaseModel):

@@ -81,7 +81,7 @@ class Batcher:
 class ModelService:
     """Holds the predictor; `ready` once it has loaded and answered a probe."""
 
-    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 5.0, max_batch_paragraphs: int = 64):
+    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 0.0, max_batch_paragraphs: int = 64):
         self._load, self.batch_wait_ms, self.max_batch = load, batch_wait_ms, max_batch_paragraphs
         self.predictor: Predictor | None = None
         self.batcher: Batcher | None = None

@@ -12,6 +12,7 @@ import pytest
 from model.predictor import load_predictor
 from renda.cli import build_parser, main
 from renda.labels import LABELS
+from renda.labelling import segment_report
 from renda.parsing import parse_report
 
 PARAGRAPHS = [
@@ -84,9 +85,10 @@ def test_txt_report_to_jsonl(tiny_model, inputs, sample_report, predictor, tmp_p
     assert [r["index"] for r in rows] == list(range(len(rows)))
     assert [r["text"] for r in rows] == [p.text for p in paragraphs]
     assert all(r["file"] == str(inputs["txt"]) for r in rows)
-    for row, paragraph in zip(rows, paragraphs):
+    headings = [s.heading for s in segment_report(paragraphs) for _ in s.members]
+    for row, paragraph, heading in zip(rows, paragraphs, headings):
         assert row["is_heading"] == paragraph.is_heading
-        assert row["heading"] == (paragraph.subsection or paragraph.section)
+        assert row["heading"] == heading
         check_scores(row)
     assert sum("全县农村自来水普及率" in r["text"] for r in rows) == 1  # the cut line is joined
     # The labels are the model's.
@@ -122,7 +124,7 @@ def test_csv_output_of_a_report_has_report_columns(tiny_model, inputs, sample_re
     assert code == 0, stderr
     rows = read_csv(out)
     assert len(rows) == len(parse_report(sample_report))
-    assert {"is_heading", "heading", "label", "score", *SCORE_COLUMNS} <= set(rows[0])
+    assert {"is_heading", "heading", "label", "score", "section_label", *SCORE_COLUMNS} <= set(rows[0])
     headings = [r["text"] for r in rows if r["is_heading"] == "True"]
     assert "一、坚持党的领导，把牢人大工作正确政治方向" in headings and "2024年主要任务" in headings
     for row in rows:

@@ -354,12 +354,17 @@ def test_report_headings(report):
                     "三、服务代表履职，发挥代表主体作用", "四、加强自身建设", "2024年主要任务"):
         assert by_text[heading]["is_heading"] is True, heading
         assert by_text[heading]["heading"] == heading
-    # Level 2: （一） sub-headings fused with their paragraph are body text, filed under their own topic.
+    # Level 2: （一） sub-headings fused with their paragraph are body text, inside their section.
     fused = {p["text"]: p for p in report["paragraphs"] if p["text"].startswith(("（一）", "（二）", "(一)"))}
     assert len(fused) == 3
     for p in fused.values():
         assert p["is_heading"] is False
-    assert [p["heading"] for p in fused.values()] == ["（一）强化理论武装。", "（二）依法做好任免工作。", "(一) 提升能力水平。"]
+    assert [p["heading"] for p in fused.values()] == ["一、坚持党的领导，把牢人大工作正确政治方向"] * 2 + ["四、加强自身建设"]
+    # The plans part is one section; the closing appeal and the page furniture after it are another.
+    plans = [p for p in report["paragraphs"] if p["heading"] == "2024年主要任务"]
+    assert [p["text"][:4] for p in plans] == ["2024", "——紧扣", "——支持"]
+    closing = report["paragraphs"][-3:]
+    assert [p["heading"] for p in closing] == ["", "", ""] and closing[0]["text"].startswith("各位代表！")
     # Body paragraphs are not headings and sit under the section above them.
     body = next(p for p in report["paragraphs"] if p["text"].startswith("新建代表联络站"))
     assert body["is_heading"] is False and body["heading"] == "三、服务代表履职，发挥代表主体作用"
@@ -377,6 +382,7 @@ def test_report_sections_cover_every_paragraph(report):
         assert s["label"] in LABELS
         assert s["heading"] == paragraphs[s["first"]]["heading"]
         assert all(p["heading"] == s["heading"] for p in paragraphs[s["first"]: s["last"] + 1])
+        assert all(p["section_label"] == s["label"] for p in paragraphs[s["first"]: s["last"] + 1])
     headings = [s["heading"] for s in sections]
     assert "一、坚持党的领导，把牢人大工作正确政治方向" in headings and "2024年主要任务" in headings
 

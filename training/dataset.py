@@ -13,7 +13,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_fro
 from model.publish import staged_directory
 from renda.corpus import load_corpus
 from renda.labels import LABELS
-from renda.records import DataError, Record, dumps_jsonl, read_jsonl
+from renda.records import DataError, Record, dumps_jsonl
 
 SPLITS = ("train", "dev", "test")
 FEATURES = Features(
@@ -86,13 +86,12 @@ def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fracti
 
 
 def load_split(dataset_dir: Path, split: str) -> list[Record]:
-    """One split as records (the JSONL copy, in the project's one format)."""
-    path = Path(dataset_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise DataError(path, "no such dataset split; run `make data` first")
-    if not path.read_text(encoding="utf-8").strip():
-        return []
-    return read_jsonl(path)
+    """One split of the built `datasets` dataset, as records in the project's one format."""
+    if not (Path(dataset_dir) / "hf").is_dir():
+        raise DataError(dataset_dir, "no dataset here; run `make data` first")
+    data = load_hf(dataset_dir)[split]
+    names = data.features["label"].names
+    return [Record(**{**row, "label": names[row["label"]]}) for row in data]
 
 
 def load_hf(dataset_dir: Path) -> DatasetDict:

@@ -62,12 +62,15 @@ def build_model(base_model: str, config: TrainConfig):
 def make_optimizer(model, config: TrainConfig, total_steps: int):
     from transformers import get_linear_schedule_with_warmup
 
+    # The pretrained encoder learns gently; the fresh pooler and classifier need a larger rate.
     encoder = model.base_model
-    encoder_ids = {id(p) for p in encoder.parameters()}
-    pooler_ids = {id(p) for p in getattr(encoder, "pooler", None).parameters()} if getattr(encoder, "pooler", None) else set()
+    pooler = getattr(encoder, "pooler", None)
+    fresh = {id(p) for p in pooler.parameters()} if pooler is not None else set()
+    pretrained = {id(p) for p in encoder.parameters()} - fresh
+    trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in model.parameters() if p.requires_grad and id(p) in encoder_ids - pooler_ids], "lr": config.learning_rate},
-        {"params": [p for p in model.parameters() if p.requires_grad and (id(p) not in encoder_ids or id(p) in pooler_ids)], "lr": config.head_learning_rate},
+        {"params": [p for p in trainable if id(p) in pretrained], "lr": config.learning_rate},
+        {"params": [p for p in trainable if id(p) not in pretrained], "lr": config.head_learning_rate},
     ]
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), max(total_steps, 1))
