@@ -38,7 +38,8 @@ export SEED THREADS
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,20p' Makefile | sed -n 's/^# \{0,1\}//p'
+	@sed -n '1,9p' Makefile | sed -n 's/^# \{0,1\}//p'
+	@grep -E '^[A-Z_]+ +\?=' Makefile | sed 's/^/  /'
 
 install: $(VENV)/.installed
 
