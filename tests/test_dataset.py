@@ -68,3 +68,27 @@ def test_too_few_reports(tmp_path):
     with pytest.raises(DataError, match="at least 3 reports"):
         build_dataset([tmp_path], tmp_path / "ds", seed=1, dev_fraction=0.15, test_fraction=0.2)
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("bad.jsonl", '{"report_id": "a", "text": "制定条例。", "label": "law"}\n', "bad.jsonl:1: `label`: unknown label 'law'"),
+        ("bad.jsonl", '{"report_id": "a", "label": "other"}\n', "bad.jsonl:1: missing `text`"),
+        ("empty.txt", "", "empty.txt: the file is empty"),
+        ("gbk.txt", None, "gbk.txt:1: not UTF-8"),
+    ],
+)
+def test_make_data_stops_on_bad_input_and_writes_nothing(small_corpus, tmp_path, capsys, name, content, expected):
+    from renda.cli import main
+
+    path = small_corpus / name
+    if content is None:
+        path.write_bytes("人大工作报告".encode("gbk"))
+    else:
+        path.write_text(content, encoding="utf-8")
+    out = tmp_path / "ds"
+    assert main(["data", "--corpus", str(small_corpus), "--out", str(out)]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: ") and expected in message
+    assert not out.exists() and not list(tmp_path.glob(".ds*"))
