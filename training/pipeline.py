@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
+from itertools import groupby
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from model.predictor import META_FILE, load_predictor
 from model.publish import staged_directory
 from renda.corpus import label_records, load_corpus
 from renda.labels import LABELS
-from renda.records import DataError, Record, atomic_write_text, read_jsonl
+from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
 from training.dataset import build_dataset, load_split
 from training.evaluate import (
     Evaluation, evaluate_predictor, leave_one_report_out, score, smooth_by_section, write_evaluations,
@@ -133,14 +134,9 @@ def labeller_agreement(paths: list[str]) -> dict:
     misses = []
     for path in paths:
         records = read_jsonl(path)
-        unsure = [bool(json.loads(line).get("unsure")) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-        runs: list[list[int]] = []
-        for i, record in enumerate(records):
-            if runs and records[runs[-1][0]].report_id == record.report_id:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        for run in runs:
+        unsure = [bool(obj.get("unsure")) for _, obj in iter_json_objects(path)]
+        for _, run in groupby(range(len(records)), key=lambda i: records[i].report_id):
+            run = list(run)
             for i, label in zip(run, label_records([records[i] for i in run])):
                 hit = int(label == records[i].label)
                 for key in ("all",) + (() if unsure[i] else ("certain",)):
