@@ -140,7 +140,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
                 break
         tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
-        (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+        (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
         held_out = evaluate_predictor("test", best, test).metrics if test else {}
         meta.update(
