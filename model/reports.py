@@ -31,6 +31,14 @@ class ReportLabels:
         """For each paragraph, the section it sits in."""
         return [section for section in self.sections for _ in range(section.first, section.last + 1)]
 
+    def rows(self) -> list[dict]:
+        """One record per paragraph: what the service and the CLI return for it."""
+        return [
+            {"index": i, "text": p.text, "is_heading": p.is_heading, "heading": section.heading, "label": pred.label,
+             "score": pred.score, "scores": pred.scores, "windows": pred.windows, "section_label": section.label}
+            for i, (p, pred, section) in enumerate(zip(self.paragraphs, self.predictions, self.section_of()))
+        ]
+
 
 def section_label(predictions: list[Prediction], labels: list[str]) -> str:
     """The label the section's paragraphs agree on most: the sum of their log-probabilities."""

@@ -135,9 +135,10 @@ def read_input(path: Path) -> str | list[str]:
     return read_text_file(path) if path.suffix == ".txt" else read_paragraph_texts(path)
 
 
-def _scored(pred) -> dict:
-    return {"label": pred.label, "score": round(pred.score, 4), "windows": pred.windows,
-            **{f"score_{k}": round(v, 4) for k, v in pred.scores.items()}}
+def _flat(path: Path, row: dict) -> dict:
+    """A row for JSONL/CSV output: the scores as `score_<label>` columns, rounded."""
+    scores = row.pop("scores")
+    return {"file": str(path), **row, "score": round(row["score"], 4), **{f"score_{k}": round(v, 4) for k, v in scores.items()}}
 
 
 def classify_rows(path: Path, content: str | list[str], predictor) -> list[dict]:
@@ -145,14 +146,11 @@ def classify_rows(path: Path, content: str | list[str], predictor) -> list[dict]
     from model.reports import label_report
 
     if isinstance(content, str):  # a whole report
-        result = label_report(predictor, content)
-        return [
-            {"file": str(path), "index": i, "text": p.text, "is_heading": p.is_heading,
-             "heading": section.heading, **_scored(pred), "section_label": section.label}
-            for i, (p, pred, section) in enumerate(zip(result.paragraphs, result.predictions, result.section_of()))
-        ]
-    return [{"file": str(path), "index": i, "text": text, **_scored(pred)}
-            for i, (text, pred) in enumerate(zip(content, predictor.predict(content)))]
+        rows = label_report(predictor, content).rows()
+    else:
+        rows = [{"index": i, "text": text, "label": p.label, "score": p.score, "scores": p.scores, "windows": p.windows}
+                for i, (text, p) in enumerate(zip(content, predictor.predict(content)))]
+    return [_flat(path, row) for row in rows]
 
 
 def read_paragraph_texts(path: Path) -> list[str]:

@@ -48,11 +48,7 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     check_report(body.text, request.app.state.settings)
     service = _service(request)
     result = label_report(_Batched(service), body.text)
-    paragraphs = [
-        ReportParagraph(index=i, text=p.text, is_heading=p.is_heading, heading=section.heading,
-                        label=pred.label, score=pred.score, scores=pred.scores, windows=pred.windows, section_label=section.label)
-        for i, (p, pred, section) in enumerate(zip(result.paragraphs, result.predictions, result.section_of()))
-    ]
+    paragraphs = [ReportParagraph(**row) for row in result.rows()]
     sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last) for s in result.sections]
     return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
 
