@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", action="store_true", help="also score whole-report mode: each paragraph takes its section's agreed label")
     _add_common(p)
 
+    p = sub.add_parser("crossval", help="grouped k-fold cross-validation of the recipes (baseline, bert) over a corpus's reports")
+    p.add_argument("--corpus", nargs="+", required=True, help="the reports to cross-validate over (folders and/or labelled .jsonl)")
+    p.add_argument("--extra-train", nargs="*", default=None, help="corpora added to every fold's training data, never scored (e.g. data/starter)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default %(default)s)")
+    p.add_argument("--models", nargs="+", default=["baseline", "bert"], help="recipes to run: baseline and/or bert (default: both)")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
+    p.add_argument("--sections", action="store_true", help="also score whole-report mode")
+    p.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
+    p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
+    p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    _add_common(p)
+
     p = sub.add_parser("check-labeller", help="agreement of the heading labeller with hand-checked JSONL labels")
     p.add_argument("jsonl", nargs="+", help="labelled .jsonl files")
     p.add_argument("--out", type=Path, default=None, help="write the figures (and the misses) as JSON here")
@@ -106,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             from training.pipeline import run_eval
 
             run_eval(args.models, args.data, args.out, args.loro, seed, args.sections)
+        elif args.command == "crossval":
+            from training.pipeline import run_crossval
+
+            run_crossval(args.corpus, args.out, args.folds, args.models, seed, args.extra_train or None, args.sections,
+                         args.base_model, args.config, args.threads, settings.dev_fraction,
+                         epochs=args.epochs, max_steps=args.max_steps)
         elif args.command == "check-labeller":
             from training.pipeline import run_check_labeller
 

@@ -1,9 +1,11 @@
 """Score models on held-out reports: metrics.json, a printed table, a confusion-matrix PNG and the
-wrong predictions worst first; several models side by side; leave-one-report-out for a recipe."""
+wrong predictions worst first; several models side by side; grouped cross-validation (or leave-one-report-out) of a recipe."""
 
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from model.predictor import Prediction, Predictor
 from renda.labels import LABELS
-from renda.records import Record, atomic_write_text, dumps_jsonl
+from renda.records import DataError, Record, atomic_write_text, dumps_jsonl
 
 
 @dataclass
@@ -82,19 +84,65 @@ def smooth_by_section(records: list[Record], predictions: list[Prediction], labe
     return smoothed
 
 
+def report_folds(records: list[Record], k: int, seed: int) -> list[list[str]]:
+    """`k` groups of whole reports with about equal paragraph counts: reports shuffled by `seed`,
+    then each (largest first) to the fold with the fewest paragraphs. Deterministic."""
+    sizes = Counter(r.report_id for r in records)
+    if not 2 <= k <= len(sizes):
+        raise DataError("folds", f"need 2 to {len(sizes)} folds (one report at least in each), got {k}")
+    order = sorted(sizes)
+    random.Random(seed).shuffle(order)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    filled = [0] * k
+    for report in sorted(order, key=lambda r: -sizes[r]):  # stable: ties keep the shuffled order
+        smallest = filled.index(min(filled))
+        folds[smallest].append(report)
+        filled[smallest] += sizes[report]
+    return folds
+
+
+@dataclass
+class CrossValidated:
+    """Every record predicted once, by a model trained without its report; records kept in
+    corpus order within each report (so whole-report mode can smooth them)."""
+    records: list[Record]
+    predictions: list[Prediction]
+    fold_of: list[int]
+
+    def evaluation(self, name: str, predictions: list[Prediction] | None = None) -> Evaluation:
+        """Scored over all records pooled, with each fold's macro-F1 alongside (the spread)."""
+        predictions = predictions or self.predictions
+        evaluation = score(name, self.records, predictions)
+        per_fold = []
+        for fold in sorted(set(self.fold_of)):
+            members = [i for i, f in enumerate(self.fold_of) if f == fold]
+            per_fold.append(score(name, [self.records[i] for i in members], [predictions[i] for i in members]).metrics["macro_f1"])
+        evaluation.metrics.update(fold_macro_f1=per_fold, fold_macro_f1_mean=round(float(np.mean(per_fold)), 4),
+                                  fold_macro_f1_sd=round(float(np.std(per_fold)), 4))
+        return evaluation
+
+
+def cross_validate(records: list[Record], fit: Callable[[list[Record]], Predictor], folds: list[list[str]],
+                   progress: Callable | None = None) -> CrossValidated:
+    """For each fold: train on the other folds' reports, predict this fold's."""
+    result = CrossValidated([], [], [])
+    for number, fold in enumerate(progress(folds) if progress else folds):
+        held_out = set(fold)
+        held = [r for r in records if r.report_id in held_out]
+        predictions = fit([r for r in records if r.report_id not in held_out]).predict([r.text for r in held])
+        result.records += held
+        result.predictions += predictions
+        result.fold_of += [number] * len(held)
+    return result
+
+
 def leave_one_report_out(
     name: str, records: list[Record], fit: Callable[[list[Record]], Predictor], progress: Callable | None = None
 ) -> Evaluation:
     """Train on every report but one, predict that one; repeat for each report."""
-    reports = sorted({r.report_id for r in records})
-    ordered: list[Record] = []
-    predictions: list[Prediction] = []
-    for report in progress(reports) if progress else reports:
-        held = [r for r in records if r.report_id == report]
-        rest = [r for r in records if r.report_id != report]
-        ordered += held
-        predictions += fit(rest).predict([r.text for r in held])
-    return score(name, ordered, predictions)
+    folds = [[report] for report in sorted({r.report_id for r in records})]
+    result = cross_validate(records, fit, folds, progress)
+    return score(name, result.records, result.predictions)
 
 
 def format_table(evaluations: list[Evaluation]) -> str:

@@ -24,7 +24,8 @@ from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
 from training.dataset import build_dataset, load_split
 from training.evaluate import (
-    Evaluation, evaluate_predictor, leave_one_report_out, score, smooth_by_section, write_evaluations,
+    Evaluation, cross_validate, evaluate_predictor, leave_one_report_out, report_folds, score, smooth_by_section,
+    write_evaluations,
 )
 
 
@@ -123,6 +124,63 @@ def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | N
                                                 progress=lambda xs: tqdm(xs, desc="leave-one-report-out")))
     table = write_evaluations(evaluations, out, data + ([f"leave-one-report-out over {' '.join(loro)}"] if loro else []))
     print(table)
+    print(f"metrics, confusion matrices and errors (worst first) in {out}")
+    return evaluations
+
+
+def fit_bert(records: list[Record], extra: list[Record], base_model: str, config, dev_fraction: float):
+    """The `make train` recipe on in-memory records: dev (for early stopping) is drawn from
+    `records`' own reports, `extra` only trains. Returns a predictor; nothing is written."""
+    from training.dataset import assign_splits
+    from training.train import fine_tune
+
+    split_of = assign_splits(records, config.seed, dev_fraction, 0.0)
+    train = [r for r in records if split_of[r.report_id] == "train"] + extra
+    dev = [r for r in records if split_of[r.report_id] == "dev"]
+    tuned = fine_tune(train, dev, base_model, config, progress=False)
+    return tuned.predictor({"kind": "bert", "labels": LABELS, "model_id": "bert-fold"}, config)
+
+
+def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], seed: int = 13,
+                 extra_train: list[str] | None = None, sections: bool = False, base_model: str = "",
+                 config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15, **overrides) -> list[Evaluation]:
+    """Grouped k-fold cross-validation over `corpus`'s reports: each recipe (baseline, bert) is
+    trained k times on the same folds, and every paragraph is predicted once by a model that
+    never saw its report. `extra_train` corpora are added to every fold's training data."""
+    from model.bert import set_threads
+    from training.config import CONFIG_FILE, load_config
+
+    set_threads(threads)
+    records = load_corpus(corpus).records
+    extra = load_corpus(extra_train).records if extra_train else []
+    shared = {r.report_id for r in records} & {r.report_id for r in extra}
+    if shared:
+        raise DataError(", ".join(extra_train or []), f"reports also in the cross-validated corpus: {', '.join(sorted(shared))}")
+    groups = report_folds(records, folds, seed)
+    config = load_config(config_path or CONFIG_FILE, seed=seed, **overrides)
+    recipes = {
+        "baseline": lambda rest: fit_baseline(rest + extra, seed),
+        "bert": lambda rest: fit_bert(rest, extra, config.base_model or base_model, config, dev_fraction),
+    }
+    unknown = set(models) - set(recipes)
+    if unknown:
+        raise DataError("models", f"unknown recipe {', '.join(sorted(unknown))}; choose from {', '.join(recipes)}")
+    evaluations = []
+    for kind in models:
+        started = time.monotonic()
+        result = cross_validate(records, recipes[kind], groups, progress=lambda xs: tqdm(xs, desc=f"{kind}: {folds} folds"))
+        evaluations.append(result.evaluation(f"{kind}-cv"))
+        evaluations[-1].metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
+        if sections:
+            evaluations.append(result.evaluation(f"{kind}-cv+sections", smooth_by_section(result.records, result.predictions)))
+    described = [f"{folds}-fold cross-validation by report over {' '.join(corpus)}"
+                 + (f", {' '.join(extra_train)} added to every fold's training data" if extra_train else "")]
+    table = write_evaluations(evaluations, out, described)
+    atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "config": config.model_dump()}, ensure_ascii=False, indent=2))
+    print(table)
+    for e in evaluations:
+        m = e.metrics
+        print(f"{e.name:>22}: pooled macro-F1 {m['macro_f1']:.3f}; per fold {m['fold_macro_f1_mean']:.3f} ± {m['fold_macro_f1_sd']:.3f}")
     print(f"metrics, confusion matrices and errors (worst first) in {out}")
     return evaluations
 

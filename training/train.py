@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,19 +78,80 @@ def make_optimizer(model, config: TrainConfig, total_steps: int):
     return optimizer, schedule
 
 
-def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainConfig,
-               threads: int = 0, data_summary: dict | None = None, progress: bool = True, fingerprint: str = "") -> dict:
-    """Train, evaluate on the held-out split, and publish to `out_dir`. Returns the test metrics."""
+@dataclass
+class FineTuned:
+    """A trained model in memory, with its best epoch's weights loaded, and its per-epoch log."""
+    model: object
+    tokenizer: object
+    log: list[dict]
+    best_epoch: int
+    best_f1: float
+
+    def predictor(self, meta: dict, config: TrainConfig) -> BertPredictor:
+        return BertPredictor(self.model, self.tokenizer, meta, config.max_length, config.stride, config.text_prefix,
+                             config.eval_batch_size)
+
+
+def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: TrainConfig,
+              meta: dict | None = None, progress: bool = True) -> FineTuned:
+    """The training loop alone: no files written. Keeps the weights of the best dev epoch."""
     started = time.monotonic()
-    set_threads(threads)
     seed_everything(config.seed)
-    train, dev, test = (load_split(dataset_dir, s) for s in ("train", "dev", "test"))
     model, tokenizer = build_model(base_model, config)
+    meta = meta or {"kind": "bert", "labels": LABELS}
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train) if config.class_weighting else None)
     steps_per_epoch = (len(train) + config.batch_size - 1) // config.batch_size
     total_steps = steps_per_epoch * config.epochs if not config.max_steps else min(config.max_steps, steps_per_epoch * config.epochs)
     optimizer, schedule = make_optimizer(model, config, total_steps)
     generator = torch.Generator().manual_seed(config.seed)
+    log: list[dict] = []
+    best_f1, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=generator).tolist()
+        losses = []
+        bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        for start in bar:
+            batch = [train[i] for i in order[start: start + config.batch_size]]
+            inputs = tokenizer([config.text_prefix + r.text for r in batch], truncation=True,
+                               max_length=config.max_length, padding=True, return_tensors="pt")
+            targets = torch.tensor([LABELS.index(r.label) for r in batch])
+            loss = loss_fn(model(**inputs).logits, targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            step += 1
+            if config.max_steps and step >= config.max_steps:
+                break
+        predictor = BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
+        dev_metrics = evaluate_predictor("dev", predictor, dev).metrics if dev else {"macro_f1": 0.0, "accuracy": 0.0}
+        entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_macro_f1": dev_metrics["macro_f1"],
+                 "dev_accuracy": dev_metrics["accuracy"], "minutes": round((time.monotonic() - started) / 60, 2)}
+        log.append(entry)
+        if progress:
+            print(json.dumps(entry), flush=True)
+        if dev_metrics["macro_f1"] > best_f1:
+            best_f1, best_epoch, stale = dev_metrics["macro_f1"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # keep the best epoch
+        else:
+            stale += 1
+        minutes = (time.monotonic() - started) / 60
+        if stale >= config.patience or (config.max_steps and step >= config.max_steps) or minutes + minutes / epoch > config.max_minutes:
+            break
+    model.load_state_dict(best_state)
+    return FineTuned(model.eval(), tokenizer, log, best_epoch, best_f1)
+
+
+def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainConfig,
+               threads: int = 0, data_summary: dict | None = None, progress: bool = True, fingerprint: str = "") -> dict:
+    """Train, evaluate on the held-out split, and publish to `out_dir`. Returns the test metrics."""
+    started = time.monotonic()
+    set_threads(threads)
+    train, dev, test = (load_split(dataset_dir, s) for s in ("train", "dev", "test"))
     meta = {
         "kind": "bert",
         "labels": LABELS,
@@ -99,53 +161,17 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         "dataset": str(dataset_dir),
         "fingerprint": fingerprint,
     }
-    log: list[dict] = []
+    tuned = fine_tune(train, dev, base_model, config, meta, progress)
     with staged_directory(out_dir) as staging:
-        best_f1, best_epoch, stale, step = -1.0, 0, 0, 0
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            order = torch.randperm(len(train), generator=generator).tolist()
-            losses = []
-            bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-            for start in bar:
-                batch = [train[i] for i in order[start: start + config.batch_size]]
-                inputs = tokenizer([config.text_prefix + r.text for r in batch], truncation=True,
-                                   max_length=config.max_length, padding=True, return_tensors="pt")
-                targets = torch.tensor([LABELS.index(r.label) for r in batch])
-                loss = loss_fn(model(**inputs).logits, targets)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-                step += 1
-                if config.max_steps and step >= config.max_steps:
-                    break
-            predictor = BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
-            dev_metrics = evaluate_predictor("dev", predictor, dev).metrics if dev else {"macro_f1": 0.0, "accuracy": 0.0}
-            entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_macro_f1": dev_metrics["macro_f1"],
-                     "dev_accuracy": dev_metrics["accuracy"], "minutes": round((time.monotonic() - started) / 60, 2)}
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-            if dev_metrics["macro_f1"] > best_f1:
-                best_f1, best_epoch, stale = dev_metrics["macro_f1"], epoch, 0
-                model.save_pretrained(staging)  # keep the best epoch's weights
-            else:
-                stale += 1
-            minutes = (time.monotonic() - started) / 60
-            per_epoch = minutes / epoch
-            if stale >= config.patience or (config.max_steps and step >= config.max_steps) or minutes + per_epoch > config.max_minutes:
-                break
-        tokenizer.save_pretrained(staging)
+        tuned.model.save_pretrained(staging)
+        tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
         held_out = evaluate_predictor("test", best, test).metrics if test else {}
         meta.update(
-            best_epoch=best_epoch,
-            dev_macro_f1=best_f1,
+            best_epoch=tuned.best_epoch,
+            dev_macro_f1=tuned.best_f1,
             test_metrics=held_out,
             train_minutes=round((time.monotonic() - started) / 60, 2),
             threads=torch.get_num_threads(),
@@ -153,6 +179,6 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         )
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         (staging / "metrics.json").write_text(json.dumps(held_out, ensure_ascii=False, indent=2), encoding="utf-8")
-        (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log), encoding="utf-8")
-        write_model_card(staging, meta, config, log)
+        (staging / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in tuned.log), encoding="utf-8")
+        write_model_card(staging, meta, config, tuned.log)
     return held_out

@@ -1,0 +1,85 @@
+"""Grouped k-fold cross-validation: folds by whole report, every paragraph predicted once by a
+model that never saw its report, both recipes on the same folds."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from model.predictor import Prediction
+from renda.cli import main
+from renda.labels import LABELS
+from renda.records import DataError, Record
+from tests.conftest import STARTER, TINY_OVERRIDES
+from training.evaluate import cross_validate, report_folds
+from training.pipeline import run_crossval
+
+
+def records_of(sizes: dict[str, int]) -> list[Record]:
+    return [Record(report_id=rid, text=f"{rid}第{i}段", label=LABELS[i % len(LABELS)]) for rid, n in sizes.items() for i in range(n)]
+
+
+def test_folds_hold_whole_reports_balanced_and_deterministic():
+    records = records_of({f"r{i}": n for i, n in enumerate([9, 8, 7, 6, 5, 4, 3, 3, 2, 1])})
+    folds = report_folds(records, 3, seed=13)
+    assert sorted(r for fold in folds for r in fold) == sorted({r.report_id for r in records})  # each report once
+    sizes = Counter(r.report_id for r in records)
+    filled = [sum(sizes[r] for r in fold) for fold in folds]
+    assert max(filled) - min(filled) <= 1
+    assert report_folds(records, 3, seed=13) == folds
+    with pytest.raises(DataError, match="folds"):
+        report_folds(records, 11, seed=13)
+
+
+class Memoriser:
+    """Predicts the label it saw for a text, else `other`: shows which reports it trained on."""
+
+    def __init__(self, seen: list[Record]):
+        self.seen = {r.text: r.label for r in seen}
+
+    def predict(self, texts):
+        return [Prediction(self.seen.get(t, "other"), 1.0, {l: float(l == self.seen.get(t, "other")) for l in LABELS}) for t in texts]
+
+
+def test_every_paragraph_is_predicted_once_by_a_model_that_never_saw_its_report():
+    records = records_of({"a": 7, "b": 7, "c": 7, "d": 7})
+    trained_on: list[set[str]] = []
+
+    def fit(rest):
+        trained_on.append({r.report_id for r in rest})
+        return Memoriser(rest)
+
+    folds = report_folds(records, 2, seed=1)
+    result = cross_validate(records, fit, folds)
+    assert sorted(r.text for r in result.records) == sorted(r.text for r in records)
+    for fold, seen in zip(folds, trained_on):
+        assert not set(fold) & seen and set(fold) | seen == {"a", "b", "c", "d"}
+    evaluation = result.evaluation("memoriser")
+    assert evaluation.metrics["accuracy"] == round(1 / 7, 4)  # only the `other` rows, as it never saw them
+    assert len(evaluation.metrics["fold_macro_f1"]) == 2
+
+
+def test_crossval_runs_both_recipes_on_the_same_folds(tiny_base, tmp_path):
+    out = tmp_path / "cv"
+    evaluations = run_crossval([str(STARTER)], out, 2, ["baseline", "bert"], seed=13, sections=True,
+                               base_model=str(tiny_base), threads=1, **{**TINY_OVERRIDES, "max_steps": 2})
+    assert [e.name for e in evaluations] == ["baseline-cv", "baseline-cv+sections", "bert-cv", "bert-cv+sections"]
+    paragraphs = {e.metrics["paragraphs"] for e in evaluations}
+    assert len(paragraphs) == 1 and paragraphs.pop() > 500  # the whole starter corpus, each paragraph once
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert len(summary["models"]["bert-cv"]["fold_macro_f1"]) == 2
+    folds = json.loads((out / "folds.json").read_text(encoding="utf-8"))["folds"]
+    assert len(folds) == 2 and not set(folds[0]) & set(folds[1])
+    assert "2-fold cross-validation" in (out / "comparison.md").read_text(encoding="utf-8")
+
+
+def test_crossval_refuses_extra_training_data_that_overlaps_the_scored_reports(tmp_path, capsys):
+    code = main(["crossval", "--corpus", str(STARTER), "--extra-train", str(STARTER), "--models", "baseline",
+                 "--out", str(tmp_path / "cv")])
+    assert code == 2 and "also in the cross-validated corpus" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()
+
+
+def test_crossval_refuses_an_unknown_recipe(tmp_path, capsys):
+    code = main(["crossval", "--corpus", str(STARTER), "--models", "svm", "--out", str(tmp_path / "cv")])
+    assert code == 2 and "unknown recipe svm" in capsys.readouterr().err
