@@ -4,6 +4,7 @@
 #   make serve            start the service (converts the base model and trains first if needed)
 #   make test             the whole test suite
 #   make data baseline train eval      the pipeline, step by step
+#   make crossval         both recipes compared by k-fold cross-validation over whole reports
 #
 # Variables (override on the command line or in the environment):
 CORPUS       ?= data/starter
@@ -17,6 +18,11 @@ EVAL_MODELS  ?= $(BASELINE_DIR) $(MODEL_DIR)
 EVAL_OUT     ?= reports/eval
 LORO         ?=
 SECTIONS     ?=
+CV_CORPUS    ?= ../shared/corpus
+CV_EXTRA     ?=
+FOLDS        ?= 5
+CV_MODELS    ?= baseline bert
+CV_OUT       ?= reports/crossval
 HOST         ?= 127.0.0.1
 PORT         ?= 8000
 THREADS      ?= 0
@@ -34,11 +40,11 @@ DEFAULT_BASE := models/base/multilingual-e5-small
 
 export SEED THREADS
 
-.PHONY: install data baseline base-model train eval serve test check-labeller stats bench-serve bench-prune lock clean help
+.PHONY: install data baseline base-model train eval serve test crossval check-labeller stats bench-serve bench-prune lock clean help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,9p' Makefile | sed -n 's/^# \{0,1\}//p'
+	@sed -n '1,10p' Makefile | sed -n 's/^# \{0,1\}//p'
 	@grep -E '^[A-Z_]+ +\?=' Makefile | sed 's/^/  /'
 
 install: $(VENV)/.installed
@@ -76,6 +82,12 @@ train: data base-model
 eval: data
 	$(RENDA) eval --models $(wildcard $(EVAL_MODELS)) --data $(or $(EVAL_DATA),$(DATASET)) \
 	  --out $(EVAL_OUT) --seed $(SEED) $(if $(LORO),--loro $(LORO)) $(if $(SECTIONS),--sections)
+
+# Both recipes trained k times on the same report folds of CV_CORPUS; every paragraph scored once
+# by a model that never saw its report (CV_EXTRA, e.g. data/starter, only adds training data).
+crossval: base-model
+	$(RENDA) crossval --corpus $(CV_CORPUS) $(if $(CV_EXTRA),--extra-train $(CV_EXTRA)) --folds $(FOLDS) \
+	  --models $(CV_MODELS) --out $(CV_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) --sections
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

@@ -32,12 +32,14 @@ class BertPredictor:
 
     @classmethod
     def load(cls, model_dir: Path | str, threads: int | None = None, batch_size: int = 32) -> "BertPredictor":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from model.pooling import load_classifier
 
         set_threads(threads)
         meta = read_meta(model_dir)
         config = json.loads((Path(model_dir) / TRAINING_CONFIG).read_text(encoding="utf-8"))
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        model = load_classifier(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return cls(model, tokenizer, meta, config["max_length"], config["stride"], config.get("text_prefix", ""), batch_size)
 

@@ -82,3 +82,39 @@ def test_train_step_skips_when_up_to_date(tiny_base, starter_dataset, tmp_path):
     stamp = json.loads((out / "renda_model.json").read_text())["model_id"]
     assert run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, True, **overrides) == {}
     assert json.loads((out / "renda_model.json").read_text())["model_id"] == stamp
+
+
+@pytest.fixture(scope="module")
+def tiny_mean_model(tmp_path_factory, starter_dataset, tiny_base):
+    from training.train import train_bert
+
+    out = tmp_path_factory.mktemp("models") / "tiny-mean"
+    train_bert(starter_dataset, out, str(tiny_base), load_config(**{**TINY_OVERRIDES, "pooling": "mean"}), threads=1, progress=False)
+    return out
+
+
+def card_snippet(folder) -> str:
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    return card.split("```python\n", 1)[1].split("```", 1)[0].replace("PATH/TO/THIS/FOLDER", str(folder))
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_the_model_cards_transformers_snippet_gives_the_predictors_probabilities(pooling, tiny_model, tiny_mean_model):
+    folder = tiny_model if pooling == "cls" else tiny_mean_model
+    namespace: dict = {}
+    exec(card_snippet(folder), namespace)  # the card's own code, as a user would run it
+    [prediction] = BertPredictor.load(folder).predict(["加强代表联络站建设。…"])
+    assert torch.allclose(namespace["probs"], torch.tensor([prediction.scores[l] for l in LABELS]), atol=1e-5)
+
+
+def test_mean_pooling_trains_saves_and_reloads_as_its_own_class(tiny_mean_model):
+    from model.pooling import BertForMeanPooledClassification
+
+    config = json.loads((tiny_mean_model / "config.json").read_text())
+    assert config["pooling"] == "mean" and config["id2label"]["0"] == LABELS[0]
+    predictor = BertPredictor.load(tiny_mean_model)
+    assert isinstance(predictor.model, BertForMeanPooledClassification)
+    # padding does not change a text's mean: alone or next to a longer text, the same scores
+    alone = predictor.predict(["制定条例两件。"])[0]
+    batched = predictor.predict(["制定条例两件。", "听取审议专项工作报告，开展执法检查，推动问题整改。"])[0]
+    assert alone.label == batched.label and abs(alone.score - batched.score) < 1e-5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +18,7 @@ class TrainConfig(BaseModel):
     max_length: int = Field(128, ge=16, le=512)
     stride: int = Field(32, ge=0)
     text_prefix: str = ""
+    pooling: Literal["mean", "cls"] = "cls"
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     epochs: int = Field(8, ge=1)

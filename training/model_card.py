@@ -19,6 +19,45 @@ def per_label_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+def load_snippet(config) -> str:
+    """How to use the folder with plain transformers, for the head it was trained with."""
+    example = f'inputs = tok("{config.text_prefix}加强代表联络站建设。…", return_tensors="pt", truncation=True, max_length={config.max_length})'
+    if config.pooling == "cls":
+        return f"""```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+import torch
+
+tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/FOLDER")
+model = AutoModelForSequenceClassification.from_pretrained("PATH/TO/THIS/FOLDER").eval()
+{example}
+with torch.inference_mode():
+    probs = model(**inputs).logits.softmax(-1)[0]
+print(model.config.id2label[int(probs.argmax())])
+```"""
+    return f"""The classifier reads the mean of the token vectors (`"pooling": "mean"` in `config.json`), so
+`AutoModelForSequenceClassification` (which reads the [CLS] token) does not fit it. Load the
+encoder with `AutoModel` and apply the saved `classifier` layer to the mean:
+
+```python
+from pathlib import Path
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+import torch
+
+folder = Path("PATH/TO/THIS/FOLDER")
+tok = AutoTokenizer.from_pretrained(folder)
+encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False).eval()
+weights = load_file(folder / "model.safetensors")
+{example}
+with torch.inference_mode():
+    hidden = encoder(**inputs).last_hidden_state
+    mask = inputs["attention_mask"][..., None].float()
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    probs = (mean @ weights["classifier.weight"].T + weights["classifier.bias"]).softmax(-1)[0]
+print(encoder.config.id2label[int(probs.argmax())])
+```"""
+
+
 def write_model_card(folder: Path, meta: dict, config, log: list[dict]) -> None:
     data = meta.get("data") or {}
     splits = data.get("splits", {})
@@ -56,17 +95,7 @@ Hyperparameters: `training_config.json`. Label map: `config.json` (`id2label`).
 
 ## Load it with transformers
 
-```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-import torch
-
-tok = AutoTokenizer.from_pretrained("PATH/TO/THIS/FOLDER")
-model = AutoModelForSequenceClassification.from_pretrained("PATH/TO/THIS/FOLDER").eval()
-inputs = tok("{config.text_prefix}加强代表联络站建设。…", return_tensors="pt", truncation=True, max_length={config.max_length})
-with torch.inference_mode():
-    probs = model(**inputs).logits.softmax(-1)[0]
-print(model.config.id2label[int(probs.argmax())])
-```
+{load_snippet(config)}
 
 Or with renda-sections, which covers long paragraphs with windows: `from model.bert import BertPredictor`.
 

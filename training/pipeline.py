@@ -22,7 +22,7 @@ from model.publish import staged_directory
 from renda.corpus import label_records, load_corpus
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
-from training.dataset import build_dataset, load_split
+from training.dataset import assign_splits, build_dataset, load_split
 from training.evaluate import (
     Evaluation, cross_validate, evaluate_predictor, leave_one_report_out, report_folds, score, smooth_by_section,
     write_evaluations,
@@ -128,15 +128,10 @@ def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | N
     return evaluations
 
 
-def fit_bert(records: list[Record], extra: list[Record], base_model: str, config, dev_fraction: float):
-    """The `make train` recipe on in-memory records: dev (for early stopping) is drawn from
-    `records`' own reports, `extra` only trains. Returns a predictor; nothing is written."""
-    from training.dataset import assign_splits
+def fit_bert(train: list[Record], dev: list[Record], base_model: str, config):
+    """The `make train` recipe on in-memory records; returns a predictor, writes nothing."""
     from training.train import fine_tune
 
-    split_of = assign_splits(records, config.seed, dev_fraction, 0.0)
-    train = [r for r in records if split_of[r.report_id] == "train"] + extra
-    dev = [r for r in records if split_of[r.report_id] == "dev"]
     tuned = fine_tune(train, dev, base_model, config, progress=False)
     return tuned.predictor({"kind": "bert", "labels": LABELS, "model_id": "bert-fold"}, config)
 
@@ -145,8 +140,9 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
                  extra_train: list[str] | None = None, sections: bool = False, base_model: str = "",
                  config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15, **overrides) -> list[Evaluation]:
     """Grouped k-fold cross-validation over `corpus`'s reports: each recipe (baseline, bert) is
-    trained k times on the same folds, and every paragraph is predicted once by a model that
-    never saw its report. `extra_train` corpora are added to every fold's training data."""
+    trained k times on the same folds and the same training paragraphs, and every paragraph is
+    predicted once by a model that never saw its report. `extra_train` corpora are added to
+    every fold's training data, never scored."""
     from model.bert import set_threads
     from training.config import CONFIG_FILE, load_config
 
@@ -158,9 +154,16 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         raise DataError(", ".join(extra_train or []), f"reports also in the cross-validated corpus: {', '.join(sorted(shared))}")
     groups = report_folds(records, folds, seed)
     config = load_config(config_path or CONFIG_FILE, seed=seed, **overrides)
+
+    def partition(rest: list[Record]) -> tuple[list[Record], list[Record]]:
+        """As `make data` does: dev reports (for early stopping) drawn from the fold's own
+        training reports; both recipes train on the same rest (the baseline needs no dev)."""
+        split_of = assign_splits(rest, seed, dev_fraction, 0.0)
+        return [r for r in rest if split_of[r.report_id] == "train"] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
+
     recipes = {
-        "baseline": lambda rest: fit_baseline(rest + extra, seed),
-        "bert": lambda rest: fit_bert(rest, extra, config.base_model or base_model, config, dev_fraction),
+        "baseline": lambda rest: fit_baseline(partition(rest)[0], seed),
+        "bert": lambda rest: fit_bert(*partition(rest), config.base_model or base_model, config),
     }
     unknown = set(models) - set(recipes)
     if unknown:

@@ -46,10 +46,12 @@ def class_weights(records: list[Record]) -> torch.Tensor:
 
 
 def build_model(base_model: str, config: TrainConfig):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from model.pooling import classifier_class
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = classifier_class(config.pooling).from_pretrained(
         base_model,
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
