@@ -25,7 +25,7 @@ def test_trained_folder_holds_everything(tiny_model):
     log = [json.loads(l) for l in (tiny_model / "train_log.jsonl").read_text().splitlines()]
     assert log and {"epoch", "loss", "dev_macro_f1"} <= set(log[0])
     card = (tiny_model / "README.md").read_text()
-    assert "Held-out reports" in card and "minutes" in card and "AutoModelForSequenceClassification" in card
+    assert "Held-out reports" in card and "minutes" in card and "AutoModel.from_pretrained" in card
     assert not list(tiny_model.parent.glob(".*staging*"))
 
 
@@ -85,11 +85,12 @@ def test_train_step_skips_when_up_to_date(tiny_base, starter_dataset, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_mean_model(tmp_path_factory, starter_dataset, tiny_base):
+def tiny_cls_model(tmp_path_factory, starter_dataset, tiny_base):
+    """The other head: transformers' own [CLS] classifier (the shared tiny model has the default, mean)."""
     from training.train import train_bert
 
-    out = tmp_path_factory.mktemp("models") / "tiny-mean"
-    train_bert(starter_dataset, out, str(tiny_base), load_config(**{**TINY_OVERRIDES, "pooling": "mean"}), threads=1, progress=False)
+    out = tmp_path_factory.mktemp("models") / "tiny-cls"
+    train_bert(starter_dataset, out, str(tiny_base), load_config(**{**TINY_OVERRIDES, "pooling": "cls"}), threads=1, progress=False)
     return out
 
 
@@ -99,20 +100,24 @@ def card_snippet(folder) -> str:
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_the_model_cards_transformers_snippet_gives_the_predictors_probabilities(pooling, tiny_model, tiny_mean_model):
-    folder = tiny_model if pooling == "cls" else tiny_mean_model
+def test_the_model_cards_transformers_snippet_gives_the_predictors_probabilities(pooling, tiny_model, tiny_cls_model):
+    folder = tiny_cls_model if pooling == "cls" else tiny_model
+    assert json.loads((folder / "config.json").read_text()).get("pooling", "cls") == pooling
     namespace: dict = {}
     exec(card_snippet(folder), namespace)  # the card's own code, as a user would run it
     [prediction] = BertPredictor.load(folder).predict(["加强代表联络站建设。…"])
     assert torch.allclose(namespace["probs"], torch.tensor([prediction.scores[l] for l in LABELS]), atol=1e-5)
 
 
-def test_mean_pooling_trains_saves_and_reloads_as_its_own_class(tiny_mean_model):
+def test_mean_pooling_trains_saves_and_reloads_as_its_own_class(tiny_model, tiny_cls_model):
+    from transformers import BertForSequenceClassification
+
     from model.pooling import BertForMeanPooledClassification
 
-    config = json.loads((tiny_mean_model / "config.json").read_text())
+    config = json.loads((tiny_model / "config.json").read_text())
     assert config["pooling"] == "mean" and config["id2label"]["0"] == LABELS[0]
-    predictor = BertPredictor.load(tiny_mean_model)
+    assert isinstance(BertPredictor.load(tiny_cls_model).model, BertForSequenceClassification)
+    predictor = BertPredictor.load(tiny_model)
     assert isinstance(predictor.model, BertForMeanPooledClassification)
     # padding does not change a text's mean: alone or next to a longer text, the same scores
     alone = predictor.predict(["制定条例两件。"])[0]
