@@ -50,5 +50,5 @@ def load_classifier(model_dir):
     """A trained folder, with the class its config says it was trained as."""
     from transformers import AutoConfig
 
-    pooling = getattr(AutoConfig.from_pretrained(model_dir), "pooling", "cls")
-    return classifier_class(pooling).from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    return classifier_class(getattr(config, "pooling", "cls")).from_pretrained(model_dir, config=config)  # config read once

@@ -90,8 +90,12 @@ class FineTuned:
     best_f1: float
 
     def predictor(self, meta: dict, config: TrainConfig) -> BertPredictor:
-        return BertPredictor(self.model, self.tokenizer, meta, config.max_length, config.stride, config.text_prefix,
-                             config.eval_batch_size)
+        return windowed_predictor(self.model, self.tokenizer, meta, config)
+
+
+def windowed_predictor(model, tokenizer, meta: dict, config: TrainConfig) -> BertPredictor:
+    """An in-memory model behind the same windowed predictor a published folder gets."""
+    return BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
 
 
 def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: TrainConfig,
@@ -129,8 +133,7 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
             step += 1
             if config.max_steps and step >= config.max_steps:
                 break
-        predictor = BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
-        dev_metrics = evaluate_predictor("dev", predictor, dev).metrics if dev else {"macro_f1": 0.0, "accuracy": 0.0}
+        dev_metrics = evaluate_predictor("dev", windowed_predictor(model, tokenizer, meta, config), dev).metrics if dev else {"macro_f1": 0.0, "accuracy": 0.0}
         entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_macro_f1": dev_metrics["macro_f1"],
                  "dev_accuracy": dev_metrics["accuracy"], "minutes": round((time.monotonic() - started) / 60, 2)}
         log.append(entry)
