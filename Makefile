@@ -1,7 +1,7 @@
 # renda-sections pipeline: each step reads its inputs from the variables below, writes under
 # ignored folders (build/, models/, reports/) and is skipped when its outputs are up to date.
 #
-#   make serve            start the service (converts the base model and trains first if needed)
+#   make serve            start the service (trains first only when MODEL_DIR holds no model)
 #   make test             the whole test suite
 #   make data baseline train eval      the pipeline, step by step
 #   make crossval         both recipes compared by k-fold cross-validation over whole reports
@@ -17,7 +17,7 @@ EVAL_DATA    ?=
 EVAL_MODELS  ?= $(BASELINE_DIR) $(MODEL_DIR)
 EVAL_OUT     ?= reports/eval
 LORO         ?=
-SECTIONS     ?=
+CONTEXT_DROPOUT ?=
 CV_CORPUS    ?= ../shared/corpus
 CV_EXTRA     ?=
 FOLDS        ?= 5
@@ -40,7 +40,7 @@ DEFAULT_BASE := models/base/multilingual-e5-small
 
 export SEED THREADS
 
-.PHONY: install data baseline base-model train eval serve test crossval check-labeller stats bench-serve bench-prune lock clean help
+.PHONY: install data baseline base-model train eval serve test crossval check-labeller stats stats-compare bench-serve bench-prune lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -81,13 +81,14 @@ train: data base-model
 # Scores every trained model side by side on the same held-out reports (default: the test split).
 eval: data
 	$(RENDA) eval --models $(wildcard $(EVAL_MODELS)) --data $(or $(EVAL_DATA),$(DATASET)) \
-	  --out $(EVAL_OUT) --seed $(SEED) $(if $(LORO),--loro $(LORO)) $(if $(SECTIONS),--sections)
+	  --out $(EVAL_OUT) --seed $(SEED) $(if $(LORO),--loro $(LORO))
 
 # Both recipes trained k times on the same report folds of CV_CORPUS; every paragraph scored once
 # by a model that never saw its report (CV_EXTRA, e.g. data/starter, only adds training data).
 crossval: base-model
 	$(RENDA) crossval --corpus $(CV_CORPUS) $(if $(CV_EXTRA),--extra-train $(CV_EXTRA)) --folds $(FOLDS) \
-	  --models $(CV_MODELS) --out $(CV_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) --sections
+	  --models $(CV_MODELS) --out $(CV_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) \
+	  $(if $(CONTEXT_DROPOUT),--context-dropout $(CONTEXT_DROPOUT))
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json
@@ -102,7 +103,14 @@ bench-prune: $(VENV)/.installed
 stats: $(VENV)/.installed
 	$(RENDA) stats --corpus $(CORPUS)
 
-serve: train
+# How the starter corpus differs from real reports, label by label (style shortcuts a model could learn).
+stats-compare: $(VENV)/.installed
+	$(RENDA) stats --compare data/starter ../shared/corpus --out reports/stats-compare.md
+
+# Trains only when MODEL_DIR holds no model: an existing one is served as it is, never retrained or
+# replaced (even when it was trained on another corpus or is out of date; `make train` updates it).
+serve: $(VENV)/.installed
+	@test -f "$(MODEL_DIR)/renda_model.json" || $(MAKE) --no-print-directory train
 	MODEL_DIR=$(MODEL_DIR) $(RENDA) serve --model $(MODEL_DIR) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed

@@ -1,63 +1,111 @@
-"""The floor every model is compared with: character n-gram TF-IDF + logistic regression."""
+"""The floor every model is compared with: character n-gram TF-IDF + logistic regression.
+
+It reads the same input as the encoder: the paragraph and its heading path, the path's n-grams
+kept apart from the text's (marked `§`), and the same context dropout in training. The fitted
+model is saved as data, never as a pickle: the vocabulary as JSON, the IDF weights and the
+coefficients as a NumPy archive read with `allow_pickle=False`. Opening a model folder that
+someone sent never runs code from it. Prediction is the same arithmetic after fit and after load.
+"""
 
 from __future__ import annotations
 
 import json
-import pickle
+import random
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import normalize
 
+from model.context import contexts_or_empty, drop_context, path_text
 from model.predictor import META_FILE, Prediction, read_meta
 
-PIPELINE_FILE = "baseline.pkl"
+VOCABULARY_FILE = "vocabulary.json"
+WEIGHTS_FILE = "weights.npz"
+_MARK = "\x1e"  # joins path and text into one document for the analyser; never in report text
+NGRAMS = (1, 3)
 
 
-def make_pipeline(seed: int) -> Pipeline:
-    return Pipeline(
-        [
-            ("tfidf", TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1, max_features=200_000)),
-            ("clf", LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=seed)),
-        ]
-    )
+def char_ngrams(text: str) -> list[str]:
+    text = " ".join(text.lower().split())
+    return [text[i: i + n] for n in range(NGRAMS[0], NGRAMS[1] + 1) for i in range(len(text) - n + 1)]
+
+
+def analyse(document: str) -> list[str]:
+    """Character 1-3-grams of the text, and of the path marked apart."""
+    path, _, text = document.rpartition(_MARK)
+    return char_ngrams(text) + ["§" + gram for gram in char_ngrams(path)]
+
+
+def documents(texts: list[str], paths: list[str]) -> list[str]:
+    return [f"{path}{_MARK}{text}" for path, text in zip(paths, texts)]
 
 
 class BaselinePredictor:
-    def __init__(self, pipeline: Pipeline, labels: list[str], meta: dict):
-        self.pipeline, self.labels, self.info = pipeline, labels, meta
+    def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 classes: list[str], labels: list[str], meta: dict):
+        self.vectorizer = CountVectorizer(analyzer=analyse, vocabulary=vocabulary)
+        self.idf, self.coef, self.intercept, self.classes = idf, coef, intercept, classes
+        self.labels, self.info = labels, meta
         self.model_id = meta.get("model_id", "baseline")
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[str], label_names: list[str], seed: int, meta: dict) -> "BaselinePredictor":
-        pipeline = make_pipeline(seed).fit(texts, labels)
-        return cls(pipeline, label_names, meta)
+    def fit(cls, texts: list[str], labels: list[str], label_names: list[str], seed: int, meta: dict,
+            contexts: list[list[str]] | None = None, context_dropout: float = 0.0) -> "BaselinePredictor":
+        paths = drop_context([path_text(c) for c in contexts_or_empty(contexts, len(texts))], context_dropout, random.Random(seed))
+        tfidf = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=1, max_features=200_000)
+        features = tfidf.fit_transform(documents(texts, paths))
+        clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=seed).fit(features, labels)
+        vocabulary = {term: int(i) for term, i in tfidf.vocabulary_.items()}
+        meta = {**meta, "context_dropout": context_dropout}
+        return cls(vocabulary, tfidf.idf_, clf.coef_, clf.intercept_, [str(c) for c in clf.classes_], label_names, meta)
 
     @classmethod
     def load(cls, model_dir: Path | str) -> "BaselinePredictor":
+        model_dir = Path(model_dir)
         meta = read_meta(model_dir)
-        with open(Path(model_dir) / PIPELINE_FILE, "rb") as handle:
-            pipeline = pickle.load(handle)  # our own file, written by `save` below
-        return cls(pipeline, meta["labels"], meta)
+        for name in (VOCABULARY_FILE, WEIGHTS_FILE):
+            if not (model_dir / name).is_file():
+                raise FileNotFoundError(f"{model_dir}: baseline model without {name}; retrain it with `make baseline`")
+        vocabulary = json.loads((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8"))
+        with np.load(model_dir / WEIGHTS_FILE, allow_pickle=False) as weights:  # data only, never code
+            idf, coef, intercept = weights["idf"], weights["coef"], weights["intercept"]
+            classes = [str(c) for c in weights["classes"]]
+        if not isinstance(vocabulary, dict) or coef.shape != (1 if len(classes) == 2 else len(classes), len(idf)):
+            raise ValueError(f"{model_dir}: the baseline's files do not fit together")
+        return cls(vocabulary, idf, coef, intercept, classes, meta["labels"], meta)
 
     def save(self, model_dir: Path | str) -> None:
         model_dir = Path(model_dir)
-        with open(model_dir / PIPELINE_FILE, "wb") as handle:
-            pickle.dump(self.pipeline, handle)
+        (model_dir / VOCABULARY_FILE).write_text(json.dumps(self.vectorizer.vocabulary, ensure_ascii=False), encoding="utf-8")
+        np.savez_compressed(model_dir / WEIGHTS_FILE, idf=self.idf, coef=self.coef, intercept=self.intercept,
+                            classes=np.array(self.classes, dtype=str))
         (model_dir / META_FILE).write_text(json.dumps(self.info, ensure_ascii=False, indent=2), encoding="utf-8")
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
+    def probabilities(self, texts: list[str], paths: list[str]) -> np.ndarray:
+        """As TfidfVectorizer(sublinear_tf) + LogisticRegression.predict_proba compute them."""
+        counts = sp.csr_matrix(self.vectorizer.transform(documents(texts, paths)), dtype=float)
+        counts.data = (np.log(counts.data) + 1.0) * self.idf[counts.indices]
+        decision = normalize(counts) @ self.coef.T + self.intercept
+        if len(self.classes) == 2:
+            positive = 1 / (1 + np.exp(-decision[:, 0]))
+            return np.column_stack([1 - positive, positive])
+        decision = decision - decision.max(axis=1, keepdims=True)
+        exp = np.exp(decision)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
         if not texts:
             return []
-        probs = self.pipeline.predict_proba(texts)
-        known = list(self.pipeline.classes_)
+        paths = [path_text(c) for c in contexts_or_empty(contexts, len(texts))]
+        probs = self.probabilities(texts, paths)
         full = np.zeros((len(texts), len(self.labels)))
-        for j, label in enumerate(known):  # a label absent from training data scores 0
+        for j, label in enumerate(self.classes):  # a label absent from training data scores 0
             full[:, self.labels.index(label)] = probs[:, j]
         out = []
-        for row in full:
+        for row, path in zip(full, paths):
             best = int(row.argmax())
-            out.append(Prediction(self.labels[best], float(row[best]), dict(zip(self.labels, map(float, row)))))
+            out.append(Prediction(self.labels[best], float(row[best]), dict(zip(self.labels, map(float, row))), context=bool(path)))
         return out

@@ -16,6 +16,7 @@ class Prediction:
     score: float
     scores: dict[str, float]
     windows: int = 1
+    context: bool = False  # a non-empty heading path was read with the paragraph
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda kv: -kv[1])[:k]
@@ -26,7 +27,9 @@ class Predictor(Protocol):
     model_id: str
     info: dict
 
-    def predict(self, texts: list[str]) -> list[Prediction]: ...
+    def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
+        """One prediction per text; `contexts[i]` is text i's heading path ([] = unknown)."""
+        ...
 
 
 def read_meta(model_dir: Path | str) -> dict:

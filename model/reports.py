@@ -1,15 +1,149 @@
-"""Whole-report mode: split a report with the project's parser and label every paragraph."""
+"""Whole-report mode: the report's structure and a model, together.
+
+The report is parsed and cut once into the labeller's units (sections, the plans part, the
+preamble, the closing). Every paragraph is predicted with its heading path as context. Each unit
+then takes one label: the mean log-probability its paragraphs give each label, plus a weight for
+the label the heading rules (`data/labels.toml`) give it. The weight depends on what the rules
+read (the part, the preamble, a clear heading keyword, or the paragraphs' keywords); the weights
+are fitted on dev data (`fit_combiner`), never on test, and saved with the model. Every
+paragraph says what decided its section label: `heading` (the rules' label won), `vote` (the
+unit's paragraphs overruled or filled in for the rules) or `model` (a one-paragraph unit).
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from model.predictor import Prediction, Predictor
-from renda.labelling import segment_report
+from renda.labelling import heading_paths, segment_report, segment_rule
+from renda.labels import load_rules
 from renda.parsing import Paragraph, parse_report
+
+RULE_KINDS = ("part", "preamble", "heading", "keywords")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A stretch that takes one label, with what the rules say of it. `members` index the
+    predictions (a JSONL heading row put back for parsing has none, so it is not a member)."""
+    heading: str
+    rule: str | None
+    rule_kind: str | None
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """How much each kind of rule weighs against the paragraphs' mean log-probability."""
+    part: float = 8.0
+    preamble: float = 2.0
+    heading: float = 2.0
+    keywords: float = 0.5
+    fitted_on: str = "defaults"
+
+    def weight(self, kind: str | None) -> float:
+        return getattr(self, kind) if kind in RULE_KINDS else 0.0
+
+    def scores(self, unit: Unit, logp: np.ndarray, labels: list[str]) -> np.ndarray:
+        """logp: the members' log-probabilities (members × labels)."""
+        total = logp.mean(axis=0)
+        if unit.rule is not None:
+            total = total.copy()
+            total[labels.index(unit.rule)] += self.weight(unit.rule_kind)
+        return total
+
+    def decide(self, unit: Unit, logp: np.ndarray, labels: list[str]) -> tuple[str, str]:
+        """(label, source) of one unit."""
+        label = labels[int(self.scores(unit, logp, labels).argmax())]
+        if label == unit.rule:
+            return label, "heading"
+        return label, "vote" if len(unit.members) > 1 else "model"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict | None) -> "Combiner":
+        stored = (meta or {}).get("combiner")
+        return cls(**stored) if stored else cls()
+
+
+def log_probabilities(predictions: list[Prediction], labels: list[str]) -> np.ndarray:
+    return np.log(np.clip([[p.scores[label] for label in labels] for p in predictions], 1e-9, 1.0))
+
+
+def paragraph_units(paragraphs: list[Paragraph], member_of: list[int | None] | None = None) -> list[Unit]:
+    """The labeller's units of one report's paragraphs, with the rules' label and its kind.
+    `member_of[i]` maps paragraph i to a prediction index (None: no prediction for it)."""
+    rules = load_rules()
+    member_of = member_of if member_of is not None else list(range(len(paragraphs)))
+    units = []
+    for segment in segment_report(paragraphs, rules):
+        members = tuple(member_of[i] for i in segment.members if member_of[i] is not None)
+        if members:
+            units.append(Unit(segment.heading, *segment_rule(segment, paragraphs, rules), members))
+    return units
+
+
+def record_units(records) -> list[Unit]:
+    """Units over JSONL-style records (consecutive rows of a report, in order): each report's
+    rows are read back as the report they came from (headings put back where rows lack them)."""
+    from renda.corpus import report_runs, rows_as_paragraphs
+
+    units: list[Unit] = []
+    for run in report_runs(records):
+        paragraphs, row_at = rows_as_paragraphs([records[i] for i in run])
+        member_of: list[int | None] = [None] * len(paragraphs)
+        for i, at in zip(run, row_at):
+            member_of[at] = i
+        units += paragraph_units(paragraphs, member_of)
+    return units
+
+
+def combine(units: list[Unit], predictions: list[Prediction], labels: list[str],
+            combiner: Combiner) -> tuple[list[str], list[str]]:
+    """(section label, source) for every prediction index covered by the units."""
+    logp = log_probabilities(predictions, labels)
+    section, source = [""] * len(predictions), [""] * len(predictions)
+    for unit in units:
+        label, why = combiner.decide(unit, logp[list(unit.members)], labels)
+        for i in unit.members:
+            section[i], source[i] = label, why
+    return section, source
+
+
+def fit_combiner(units: list[Unit], predictions: list[Prediction], gold: list[str], labels: list[str],
+                 grid: tuple[float, ...] = (0.0, 0.5, 2.0, 8.0), fitted_on: str = "dev") -> Combiner:
+    """The weights (one per rule kind, from `grid`) with the best macro-F1 of the section labels
+    against `gold`; ties go to the weights nearest the defaults. Fit on dev or other folds only."""
+    from sklearn.metrics import f1_score
+
+    logp = log_probabilities(predictions, labels)
+    means = [logp[list(u.members)].mean(axis=0) for u in units]
+    rule_at = [labels.index(u.rule) if u.rule is not None else -1 for u in units]
+    member_gold = [[gold[i] for i in u.members] for u in units]
+    flat_gold = [g for gs in member_gold for g in gs]
+    present = sorted(set(flat_gold))
+    default = Combiner()
+    best, best_key = default, None
+    for weights in itertools.product(grid, repeat=len(RULE_KINDS)):
+        w = dict(zip(RULE_KINDS, weights))
+        pred = []
+        for mean, at, unit, gs in zip(means, rule_at, units, member_gold):
+            total = mean.copy()
+            if at >= 0:
+                total[at] += w.get(unit.rule_kind, 0.0)
+            pred += [labels[int(total.argmax())]] * len(gs)
+        f1 = f1_score(flat_gold, pred, labels=present, average="macro", zero_division=0)
+        distance = sum(abs(np.log1p(w[k]) - np.log1p(default.weight(k))) for k in RULE_KINDS)
+        key = (round(f1, 6), -distance)
+        if best_key is None or key > best_key:
+            best, best_key = Combiner(**w, fitted_on=fitted_on), key
+    return best
 
 
 @dataclass
@@ -18,43 +152,45 @@ class Section:
     label: str
     first: int
     last: int
+    source: str
 
 
 @dataclass
 class ReportLabels:
+    labels: list[str]
     paragraphs: list[Paragraph]
+    paths: list[list[str]]
     predictions: list[Prediction]
-    sections: list[Section]
-    counts: dict[str, int]
+    section_labels: list[str]
+    sources: list[str]
+    sections: list[Section] = field(default_factory=list)
 
-    def section_of(self) -> list[Section]:
-        """For each paragraph, the section it sits in."""
-        return [section for section in self.sections for _ in range(section.first, section.last + 1)]
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = Counter(p.label for p in self.predictions)
+        return {label: counts.get(label, 0) for label in self.labels}
 
     def rows(self) -> list[dict]:
         """One record per paragraph: what the service and the CLI return for it."""
+        heading_of = {i: s.heading for s in self.sections for i in range(s.first, s.last + 1)}
         return [
-            {"index": i, "text": p.text, "is_heading": p.is_heading, "heading": section.heading, "label": pred.label,
-             "score": pred.score, "scores": pred.scores, "windows": pred.windows, "section_label": section.label}
-            for i, (p, pred, section) in enumerate(zip(self.paragraphs, self.predictions, self.section_of()))
+            {"index": i, "text": p.text, "is_heading": p.is_heading, "heading": heading_of.get(i, ""),
+             "heading_path": path, "label": pred.label, "score": pred.score, "scores": pred.scores,
+             "windows": pred.windows, "context": pred.context, "section_label": section, "source": source}
+            for i, (p, path, pred, section, source) in enumerate(
+                zip(self.paragraphs, self.paths, self.predictions, self.section_labels, self.sources))
         ]
 
 
-def section_label(predictions: list[Prediction], labels: list[str]) -> str:
-    """The label the section's paragraphs agree on most: the sum of their log-probabilities."""
-    logp = np.log(np.clip([[p.scores[label] for label in labels] for p in predictions], 1e-9, 1.0)).sum(axis=0)
-    return labels[int(logp.argmax())]
-
-
-def label_report(predictor: Predictor, text: str) -> ReportLabels:
-    """Split with the parser, cut into the labeller's segments (sections, the plans part, the
-    preamble, the closing), predict every paragraph, and let each segment's paragraphs agree."""
+def label_report(predictor: Predictor, text: str, combiner: Combiner | None = None) -> ReportLabels:
+    """Parse, find the report's parts and units once, predict every paragraph with its heading
+    path, and give each unit the label its rules and its paragraphs together point to."""
     paragraphs = parse_report(text)
-    predictions = predictor.predict([p.text for p in paragraphs])
-    sections = [
-        Section(segment.heading, section_label([predictions[i] for i in segment.members], predictor.labels),
-                segment.members[0], segment.members[-1])
-        for segment in segment_report(paragraphs)
-    ]
-    counts = Counter(p.label for p in predictions)
-    return ReportLabels(paragraphs, predictions, sections, {label: counts.get(label, 0) for label in predictor.labels})
+    units = paragraph_units(paragraphs)
+    paths = heading_paths(paragraphs)
+    predictions = predictor.predict([p.text for p in paragraphs], paths)
+    combiner = combiner or Combiner.from_meta(getattr(predictor, "info", None))
+    section_labels, sources = combine(units, predictions, predictor.labels, combiner)
+    sections = [Section(u.heading, section_labels[u.members[0]], u.members[0], u.members[-1], sources[u.members[0]])
+                for u in units]
+    return ReportLabels(predictor.labels, paragraphs, paths, predictions, section_labels, sources, sections)

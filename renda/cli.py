@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="a dataset folder (its test split), or report folders / labelled .jsonl")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, confusion.png, errors.jsonl, comparison.md")
     p.add_argument("--loro", nargs="*", default=None, help="also run leave-one-report-out of the baseline recipe over these corpora")
-    p.add_argument("--sections", action="store_true", help="also score whole-report mode: each paragraph takes its section's agreed label")
     _add_common(p)
 
     p = sub.add_parser("crossval", help="grouped k-fold cross-validation of the recipes (baseline, bert) over a corpus's reports")
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="number of folds (default %(default)s)")
     p.add_argument("--models", nargs="+", default=["baseline", "bert"], help="recipes to run: baseline and/or bert (default: both)")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
-    p.add_argument("--sections", action="store_true", help="also score whole-report mode")
+    p.add_argument("--context-dropout", type=float, default=None, help="override `context_dropout` of the config (share of training rows without their heading path)")
     p.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
     p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
     p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
@@ -77,10 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("jsonl", nargs="+", help="labelled .jsonl files")
     p.add_argument("--out", type=Path, default=None, help="write the figures (and the misses) as JSON here")
 
-    p = sub.add_parser("stats", help="paragraph counts of a corpus per label and level")
-    p.add_argument("--corpus", nargs="+", required=True, help="report folders and/or labelled .jsonl files")
+    p = sub.add_parser("stats", help="paragraph counts of a corpus per label and level, or how two corpora differ")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--corpus", nargs="+", help="report folders and/or labelled .jsonl files")
+    which.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two corpora: how A differs from B, label by label (markdown)")
+    p.add_argument("--out", type=Path, default=None, help="with --compare: also write the report here")
+    p.add_argument("--folds", type=int, default=5, help="with --compare: folds of the A-vs-B classifier (default %(default)s)")
 
-    p = sub.add_parser("classify", help="label .txt reports, .jsonl paragraphs (`text`) or .csv (`text` column)")
+    p = sub.add_parser("classify", help="label .txt reports, .jsonl paragraphs (`text`) or .csv (`text` column)",
+                       description="Label .txt reports (whole reports, split by the parser) or the paragraphs of .jsonl / "
+                                   ".csv files (`text`). Optional `heading` and `heading_path` fields (a list; in a CSV, a "
+                                   "JSON array or headings joined by ' › ') give each paragraph's context.")
     p.add_argument("files", nargs="+", type=Path, help="input files: .txt (whole report), .jsonl or .csv")
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="output file (default: standard output)")
@@ -119,17 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from training.pipeline import run_eval
 
-            run_eval(args.models, args.data, args.out, args.loro, seed, args.sections)
+            run_eval(args.models, args.data, args.out, args.loro, seed)
         elif args.command == "crossval":
             from training.pipeline import run_crossval
 
-            run_crossval(args.corpus, args.out, args.folds, args.models, seed, args.extra_train or None, args.sections,
+            run_crossval(args.corpus, args.out, args.folds, args.models, seed, args.extra_train or None,
                          args.base_model, args.config, args.threads, settings.dev_fraction,
-                         epochs=args.epochs, max_steps=args.max_steps)
+                         epochs=args.epochs, max_steps=args.max_steps, context_dropout=args.context_dropout)
         elif args.command == "check-labeller":
             from training.pipeline import run_check_labeller
 
             run_check_labeller(args.jsonl, args.out)
+        elif args.command == "stats" and args.compare:
+            from training.corpus_compare import run_compare
+
+            print(run_compare(*args.compare, out=args.out, folds=args.folds, seed=seed), end="")
         elif args.command == "stats":
             from training.corpus_stats import corpus_stats
 
@@ -146,13 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def read_input(path: Path) -> str | list[str]:
+def read_input(path: Path) -> str | list[dict]:
     """A report's text (.txt) or the paragraphs of a .jsonl / .csv file; bad input stops here."""
     if path.suffix not in (".txt", ".jsonl", ".csv"):
         raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
     if not path.is_file():
         raise DataError(path, "no such file")
-    return read_text_file(path) if path.suffix == ".txt" else read_paragraph_texts(path)
+    return read_text_file(path) if path.suffix == ".txt" else read_paragraphs(path)
 
 
 def _flat(path: Path, row: dict) -> dict:
@@ -161,25 +171,70 @@ def _flat(path: Path, row: dict) -> dict:
     return {"file": str(path), **row, "score": round(row["score"], 4), **{f"score_{k}": round(v, 4) for k, v in scores.items()}}
 
 
-def classify_rows(path: Path, content: str | list[str], predictor) -> list[dict]:
-    """Rows of output for one input: one per paragraph."""
+def classify_rows(path: Path, content: str | list[dict], predictor) -> list[dict]:
+    """Rows of output for one input: one per paragraph. A paragraph row from .jsonl / .csv says
+    the context the model read with it: `heading` (the innermost heading), `heading_path` (all of
+    them, outermost first; [] when the input gave none) and `context`."""
     from model.reports import label_report
 
     if isinstance(content, str):  # a whole report
         rows = label_report(predictor, content).rows()
     else:
-        rows = [{"index": i, "text": text, "label": p.label, "score": p.score, "scores": p.scores, "windows": p.windows}
-                for i, (text, p) in enumerate(zip(content, predictor.predict(content)))]
+        contexts = [paragraph["heading_path"] for paragraph in content]
+        predictions = predictor.predict([paragraph["text"] for paragraph in content], contexts if any(contexts) else None)
+        rows = []
+        for i, (paragraph, p) in enumerate(zip(content, predictions)):
+            read = paragraph["heading_path"]
+            rows.append({"index": i, "text": paragraph["text"], "label": p.label, "score": p.score, "scores": p.scores,
+                         "windows": p.windows, "context": p.context, "heading": read[-1] if read else "", "heading_path": read})
     return [_flat(path, row) for row in rows]
 
 
-def read_paragraph_texts(path: Path) -> list[str]:
-    texts: list[str] = []
+HEADING_PATH_SEPARATOR = "›"  # a CSV `heading_path` may be headings joined by " › " (or a JSON array)
+
+
+def _context(path: Path, number: int, heading, heading_path) -> list[str]:
+    """The heading path read with a paragraph, from its `heading` and `heading_path` values
+    (either may be missing); bad values stop with the file and line named."""
+    from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS, heading_path_of
+
+    if heading is not None and not isinstance(heading, str):
+        raise DataError(path, f"`heading` must be a string, not {type(heading).__name__}", number)
+    if heading_path is not None and not (isinstance(heading_path, list) and all(isinstance(h, str) for h in heading_path)):
+        raise DataError(path, "`heading_path` must be a list of strings (the headings above the paragraph, outermost first)", number)
+    heading_path = heading_path or []
+    if len(heading_path) > MAX_PATH_ITEMS:
+        raise DataError(path, f"`heading_path` has {len(heading_path)} items; the limit is {MAX_PATH_ITEMS}", number)
+    for name, value in [("heading", heading or "")] + [(f"heading_path[{j}]", h) for j, h in enumerate(heading_path)]:
+        if len(value) > MAX_HEADING_CHARS:
+            raise DataError(path, f"`{name}` has {len(value):,} characters; the limit is {MAX_HEADING_CHARS}", number)
+    return heading_path_of(heading.strip() if heading else None, [h.strip() for h in heading_path])
+
+
+def _csv_heading_path(path: Path, number: int, value: str | None) -> list[str] | None:
+    """A CSV cell: a JSON array of strings, or headings joined by " › "; empty → None."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.startswith("["):
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"`heading_path` starts like a JSON array but is not valid JSON ({error.msg})", number) from error
+        if not (isinstance(items, list) and all(isinstance(h, str) for h in items)):
+            raise DataError(path, "`heading_path` must be a JSON array of strings, or headings joined by \" › \"", number)
+        return items
+    return [h.strip() for h in value.split(HEADING_PATH_SEPARATOR)]
+
+
+def read_paragraphs(path: Path) -> list[dict]:
+    """`text` and the `heading_path` read with it (from `heading` / `heading_path`, when present) of each row."""
+    paragraphs: list[dict] = []
     if path.suffix == ".jsonl":
         for number, obj in iter_json_objects(path):
             if not isinstance(obj.get("text"), str) or not obj["text"].strip():
                 raise DataError(path, "each line needs a non-empty string `text`", number)
-            texts.append(obj["text"])
+            paragraphs.append({"text": obj["text"], "heading_path": _context(path, number, obj.get("heading"), obj.get("heading_path"))})
     elif path.suffix == ".csv":
         reader = csv.DictReader(io.StringIO(read_text_file(path)))
         if not reader.fieldnames or "text" not in reader.fieldnames:
@@ -187,10 +242,11 @@ def read_paragraph_texts(path: Path) -> list[str]:
         for number, row in enumerate(reader, start=2):
             if not (row.get("text") or "").strip():
                 raise DataError(path, "empty `text`", number)
-            texts.append(row["text"])
+            paragraphs.append({"text": row["text"], "heading_path": _context(
+                path, number, row.get("heading"), _csv_heading_path(path, number, row.get("heading_path")))})
     else:
         raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
-    return texts
+    return paragraphs
 
 
 def classify(args) -> int:
@@ -214,11 +270,12 @@ def classify(args) -> int:
 
 
 def to_csv(rows: list[dict]) -> str:
+    """Lists (`heading_path`) become JSON arrays, which `renda classify` reads back from a CSV."""
     fields = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v for k, v in row.items()} for row in rows)
     return buffer.getvalue()
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from renda.labelling import label_paragraphs
-from renda.parsing import heading_shape, match_form, parse_lines, parse_report
+from renda.labelling import heading_paths, label_paragraphs
+from renda.parsing import Paragraph, heading_shape, match_form, parse_lines, parse_report
 from renda.records import DataError, Record, read_jsonl, read_text_file
 
 
@@ -20,13 +20,15 @@ class Corpus:
 def label_report_text(text: str, report_id: str) -> tuple[list[Record], list[Record]]:
     """(labelled, unlabelled) records of one report's text."""
     labelled, unlabelled = [], []
-    for item in label_paragraphs(parse_report(text)):
+    paragraphs = parse_report(text)
+    for item, path in zip(label_paragraphs(paragraphs), heading_paths(paragraphs)):
         p = item.paragraph
         record = Record(
             report_id=report_id,
             text=p.text,
             label=item.label,
             heading=p.subsection or p.section,
+            heading_path=path,
             is_heading=p.is_heading,
             position=p.position,
         )
@@ -65,7 +67,7 @@ def load_corpus(paths: list[Path | str]) -> Corpus:
     for path in corpus_files(paths):
         corpus.sources.append(str(path))
         if path.suffix == ".jsonl":
-            labelled, unlabelled = read_jsonl(path), []
+            labelled, unlabelled = with_heading_paths(read_jsonl(path)), []
         else:
             labelled, unlabelled = label_report_text(read_text_file(path), path.stem)
         corpus.unlabelled += unlabelled
@@ -79,8 +81,19 @@ def load_corpus(paths: list[Path | str]) -> Corpus:
     return corpus
 
 
-def label_records(rows: list[Record]) -> list[str | None]:
-    """The labeller's labels for one report's JSONL rows, in order.
+def report_runs(rows: list[Record]) -> list[list[int]]:
+    """Indices of each run of consecutive rows from one report."""
+    runs: list[list[int]] = []
+    for i, row in enumerate(rows):
+        if runs and rows[runs[-1][-1]].report_id == row.report_id:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def rows_as_paragraphs(rows: list[Record]) -> tuple[list[Paragraph], list[int]]:
+    """One report's JSONL rows as the parser's paragraphs, and the paragraph index of each row.
 
     Rows may be fragments of a page without their heading line; each row names its heading, so
     a heading line is put back in front of a run of rows whose heading is not among them.
@@ -96,5 +109,27 @@ def label_records(rows: list[Record]) -> list[str | None]:
                 lines.append(row.heading if heading_shape(row.heading)[0] else f"一、{row.heading}")
         row_at.append(len(lines))
         lines.append(row.text)
-    labelled = label_paragraphs(parse_lines(lines))
+    return parse_lines(lines), row_at
+
+
+def label_records(rows: list[Record]) -> list[str | None]:
+    """The labeller's labels for one report's JSONL rows, in order."""
+    paragraphs, row_at = rows_as_paragraphs(rows)
+    labelled = label_paragraphs(paragraphs)
     return [labelled[i].label for i in row_at]
+
+
+def with_heading_paths(rows: list[Record]) -> list[Record]:
+    """Rows with `heading_path` filled where it was not given: each report's rows are read in
+    order as the report they came from, so a row under 「（二）…」 in the plans part gets the part
+    heading too when the rows hold it. Rows that give a path keep it."""
+    out = list(rows)
+    for run in report_runs(rows):
+        if all(rows[i].heading_path is not None for i in run):
+            continue
+        paragraphs, row_at = rows_as_paragraphs([rows[i] for i in run])
+        paths = heading_paths(paragraphs)
+        for i, at in zip(run, row_at):
+            if rows[i].heading_path is None:
+                out[i] = rows[i].model_copy(update={"heading_path": paths[at]})
+    return out

@@ -6,7 +6,8 @@ section above it, a sub-section （一）…. Fixed stretches need no vote: the 
 container's own summary, the closing appeal and page furniture are `other`; everything in the
 forward-looking part is `plans`. Each remaining unit takes the label its heading's keywords point
 to; when the heading has none or ties, the unit's paragraphs vote with their keywords. A unit with
-no signal at all stays unlabelled (None): it is listed, never guessed.
+no signal at all stays unlabelled (None): it is listed, never guessed. Whole-report mode
+(`model/reports.py`) weighs these rules against a model; `segment_rule` says how each was decided.
 """
 
 from __future__ import annotations
@@ -83,19 +84,24 @@ def _best(scores: Counter) -> str | None:
     return ranked[0][0]
 
 
-def unit_label(unit: Segment, paragraphs: list[Paragraph], rules: LabelRules) -> str | None:
-    """The heading decides when it is clear; otherwise the unit's own paragraphs vote."""
-    heading_scores = keyword_scores(unit.heading, rules, body=False)
+def segment_rule(segment: Segment, paragraphs: list[Paragraph], rules: LabelRules) -> tuple[str | None, str | None]:
+    """(label, what decided it) from the rules: `part` (the plans part, the review container's
+    summary, the closing), `preamble`, `heading` (its keywords are clear) or `keywords` (the
+    unit's paragraphs vote with theirs); (None, None) when there is no signal."""
+    if segment.fixed:
+        return segment.fixed, "preamble" if segment.kind == "preamble" else "part"
+    heading_scores = keyword_scores(segment.heading, rules, body=False)
     decided = _best(heading_scores)
     if decided:
-        return decided
+        return decided, "heading"
     votes: Counter = Counter()
-    for index in unit.members:
+    for index in segment.members:
         votes.update(keyword_scores(paragraphs[index].text, rules, body=True))
     for label, score in heading_scores.items():
         votes[label] += HEADING_WEIGHT * score
     votes.pop("plans", None)
-    return _best(votes)
+    decided = _best(votes)
+    return decided, "keywords" if decided else None
 
 
 def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None) -> list[Segment]:
@@ -125,12 +131,35 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
     return [s for s in segments if s.members]
 
 
+def heading_paths(paragraphs: list[Paragraph], segments: list[Segment] | None = None) -> list[list[str]]:
+    """Every paragraph's heading path, outermost first: the part heading (a review or plans
+    container, 「今后工作建议」 over 「一、…」) when it is not the section itself, then the section
+    and the sub-section. A heading line's path ends with itself; the preamble's and the
+    closing's are empty."""
+    segments = segments or segment_report(paragraphs)
+    part_of: dict[int, str | None] = {}
+    part = ""
+    for segment in segments:
+        if segment.kind in ("review", "plans"):
+            part = segment.heading
+        for index in segment.members:  # the closing sits under no heading: None
+            part_of[index] = None if segment.kind == "closing" else part
+    paths = []
+    for i, p in enumerate(paragraphs):
+        path = []
+        for heading in (part_of[i], p.section, p.subsection) if part_of[i] is not None else ():
+            if heading and heading not in path:
+                path.append(heading)
+        paths.append(path)
+    return paths
+
+
 def label_paragraphs(paragraphs: list[Paragraph], rules: LabelRules | None = None) -> list[LabelledParagraph]:
     """Label one report's ordered paragraphs from its headings."""
     rules = rules or load_rules()
     labels: list[str | None] = [None] * len(paragraphs)
     for segment in segment_report(paragraphs, rules):
-        label = segment.fixed or unit_label(segment, paragraphs, rules)
+        label, _ = segment_rule(segment, paragraphs, rules)
         for index in segment.members:
             labels[index] = label
     return [LabelledParagraph(paragraph=p, label=labels[i]) for i, p in enumerate(paragraphs)]

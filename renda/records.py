@@ -1,7 +1,8 @@
 """The one JSONL format for labelled paragraphs, read and written everywhere.
 
-One object a line: `report_id`, `text`, `label`, and optional `heading`, `is_heading`,
-`position`; other keys are allowed and ignored. Bad input stops with a `DataError` naming the
+One object a line: `report_id`, `text`, `label`, and optional `heading` (the nearest heading
+above), `heading_path` (every heading above, outermost first: part › section › sub-heading),
+`is_heading`, `position`; other keys are allowed and ignored. Bad input stops with a `DataError` naming the
 file and line; files are written atomically so nothing half-written is left behind.
 """
 
@@ -34,6 +35,7 @@ class Record(BaseModel):
     text: str
     label: str | None
     heading: str = ""
+    heading_path: list[str] | None = None  # None: not given (derived from the report's rows when possible)
     is_heading: bool = False
     position: int | None = None
 

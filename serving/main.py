@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.predictor import Predictor, load_predictor
+from model.predictor import META_FILE, Predictor, load_predictor
 from renda import __version__
 from renda.settings import Settings, get_settings
 from serving.routers import router
@@ -141,11 +141,36 @@ def install_request_log(app: FastAPI) -> None:
         return response
 
 
+class BrokenModel(RuntimeError):
+    """A model folder that is there but cannot be loaded (its message names the folder, for /readyz)."""
+
+
+def load_model_folder(folder: Path, threads: int | None = None) -> Predictor:
+    """`load_predictor`, but a folder that fails to load is reported in one line naming the folder and,
+    where it can tell, the bad file (a missing model keeps its own FileNotFoundError)."""
+    try:
+        return load_predictor(folder, threads=threads)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        for path in sorted(Path(folder).glob("*.json")):  # which JSON file is broken, if one is
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as bad:  # JSONDecodeError, UnicodeDecodeError
+                reason = f"{path.name} is not valid JSON ({bad})"
+                break
+            if path.name == META_FILE and not (isinstance(content, dict) and isinstance(content.get("kind"), str)):
+                reason = f"{META_FILE} does not say what kind of model this is (no `kind`)"
+                break
+        raise BrokenModel(f"{folder}: cannot load the model: {reason}") from error
+
+
 def create_app(settings: Settings | None = None, load: Callable[[], Predictor] | None = None, model_dir: Path | None = None) -> FastAPI:
     """The app. `load` builds the predictor (default: the model folder in settings)."""
     settings = settings or get_settings()
     folder = Path(model_dir or settings.model_dir)
-    service = ModelService(load or (lambda: load_predictor(folder, threads=settings.threads or None)),
+    service = ModelService(load or (lambda: load_model_folder(folder, threads=settings.threads or None)),
                            settings.batch_wait_ms, settings.max_batch_paragraphs)
 
     @asynccontextmanager
@@ -167,10 +192,21 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
 
 
 def serve(model_dir: Path, host: str, port: int) -> None:
+    """Run the service until SIGTERM or Ctrl-C, then exit 0 once the requests in flight are answered.
+
+    It starts even when `model_dir` holds no model or a broken one: /healthz answers and /readyz
+    gives the reason with a 503 (so does every model endpoint) instead of the process dying."""
+    import signal
+    import sys
+
     import uvicorn
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not (Path(model_dir) / "renda_model.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no trained model there; run `make train` (or `make serve`, which trains first)")
+        log.warning("%s holds no trained model (no renda_model.json): serving anyway, /readyz answers 503 until "
+                    "restarted on a model folder (run `make train`, or `make serve`, which trains when there is none)", model_dir)
+    # uvicorn handles SIGTERM itself (stops accepting, answers the requests in flight, then shuts the app
+    # down) and re-raises the signal afterwards: this handler turns that into a clean exit, status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings, model_dir=model_dir), host=host, port=port, log_level=settings.log_level.lower())

@@ -3,14 +3,17 @@ pool and the event loop stays free."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
+from model.context import heading_path_of
 from model.reports import label_report
 from renda.labels import load_rules
 from serving.schemas import (
-    ClassifyRequest, ClassifyResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits, ModelResponse,
-    ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse, ReportSection,
+    CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits,
+    ModelResponse, ParagraphInput, ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse, ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
 from serving.validation import check_paragraphs, check_report
@@ -27,17 +30,30 @@ class _Batched:
     """The service seen as a predictor, so whole-report mode shares the batcher."""
 
     def __init__(self, service: ModelService):
-        self.labels = service.require().labels
+        predictor = service.require()
+        self.labels, self.model_id, self.info = predictor.labels, predictor.model_id, predictor.info  # info: the fitted combiner
         self.predict = service.classify
 
 
+def texts_and_contexts(paragraphs: list[str | ParagraphInput]) -> tuple[list[str], list[list[str]] | None]:
+    """The texts, and each one's heading path ([] for a plain string); None when no paragraph has one."""
+    texts = [p if isinstance(p, str) else p.text for p in paragraphs]
+    contexts = [[] if isinstance(p, str) else heading_path_of(p.heading, p.heading_path) for p in paragraphs]
+    return texts, contexts if any(contexts) else None
+
+
 @router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, tags=["labels"])
-def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
-    """Label each paragraph; one result per paragraph, in order."""
+def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)], request: Request) -> ClassifyResponse:
+    """Label each paragraph; one result per paragraph, in order.
+
+    A paragraph is a string, or an object with the headings above it in its report
+    (`{"text": …, "heading": …, "heading_path": […]}`), which the model reads as context;
+    each result's `context` says whether it did."""
     check_paragraphs(body.paragraphs, request.app.state.settings)
     service = _service(request)
-    predictions = service.classify(body.paragraphs)
-    results = [ParagraphResult(label=p.label, score=p.score, scores=p.scores, top=p.top(body.top_k), windows=p.windows)
+    predictions = service.classify(*texts_and_contexts(body.paragraphs))
+    results = [ParagraphResult(label=p.label, score=p.score, scores=p.scores, top=p.top(body.top_k), windows=p.windows,
+                               context=p.context)
                for p in predictions]
     return ClassifyResponse(model=service.require().model_id, results=results)
 
@@ -49,7 +65,8 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     service = _service(request)
     result = label_report(_Batched(service), body.text)
     paragraphs = [ReportParagraph(**row) for row in result.rows()]
-    sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last) for s in result.sections]
+    sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last, source=s.source)
+                for s in result.sections]
     return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
 
 

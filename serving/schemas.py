@@ -2,13 +2,78 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic_core import PydanticCustomError
+
+from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS
+
+Heading = Annotated[str, Field(max_length=MAX_HEADING_CHARS)]
+
+
+class ParagraphInput(BaseModel):
+    """A paragraph with its context: the headings above it in its report."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "example": {"text": "围绕优化营商环境开展执法检查。", "heading": "（二）依法履行监督职责",
+                    "heading_path": ["二、2025年主要任务"]}})
+
+    text: str = Field(..., description="the paragraph")
+    heading: Heading | None = Field(
+        None, description=f"the heading of the section the paragraph sits in (at most {MAX_HEADING_CHARS} characters)")
+    heading_path: Annotated[list[Heading], Field(max_length=MAX_PATH_ITEMS)] | None = Field(
+        None, description="the headings above the paragraph, outermost first: part heading › section heading › "
+                          f"sub-heading (at most {MAX_PATH_ITEMS} items of {MAX_HEADING_CHARS} characters). "
+                          "`heading`, when given too, is read as the innermost one")
+
+
+def _paragraph(value: Any) -> str | ParagraphInput:
+    """A string, or an object validated as ParagraphInput: its errors keep their place
+    (`paragraphs[2].heading`), where a plain union would report one error per member."""
+    if isinstance(value, (str, ParagraphInput)):
+        return value
+    if isinstance(value, dict):
+        return ParagraphInput.model_validate(value)
+    raise PydanticCustomError("paragraph_type", "Input should be a valid string, or an object with a string `text` "
+                                                "and optional `heading` and `heading_path`")
+
+
+Paragraph = Annotated[str | ParagraphInput, PlainValidator(_paragraph, json_schema_input_type=str | ParagraphInput)]
+
+PARAGRAPH_TEXTS = ["常委会党组坚持把党的领导贯穿人大工作全过程。", "审议通过地方性法规两件，批准单行条例一件。"]
+CLASSIFY_EXAMPLES = {
+    "strings": {
+        "summary": "paragraphs alone",
+        "description": "Each paragraph as a plain string: the model reads the paragraph without context.",
+        "value": {"paragraphs": PARAGRAPH_TEXTS, "top_k": 3},
+    },
+    "objects": {
+        "summary": "paragraphs with their headings",
+        "description": "Each paragraph with the headings above it, outermost first. A sub-section under the plans "
+                       "part is read as `plans` even when its own heading names another function.",
+        "value": {"paragraphs": [
+            {"text": "加强代表联络站建设，完善代表联系群众制度。", "heading_path": ["二、2025年主要任务", "（三）支持和保障代表依法履职"]},
+            {"text": "围绕优化营商环境开展执法检查。", "heading": "（二）依法履行监督职责", "heading_path": ["二、2025年主要任务"]},
+            {"text": "审议通过地方性法规两件。", "heading": "二、坚持立法为民"},
+        ], "top_k": 3},
+    },
+    "mixed": {
+        "summary": "strings and objects mixed",
+        "description": "A request may mix both forms; `context` in each result says whether headings were read.",
+        "value": {"paragraphs": [PARAGRAPH_TEXTS[0], {"text": PARAGRAPH_TEXTS[1], "heading": "二、坚持立法为民"}]},
+    },
+}
 
 
 class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"paragraphs": ["加强代表联络站建设。…"], "top_k": 3}})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [example["value"] for example in CLASSIFY_EXAMPLES.values()]})
 
-    paragraphs: list[str] = Field(..., min_length=1, description="paragraphs to label, in order")
+    paragraphs: list[Paragraph] = Field(
+        ..., min_length=1,
+        description="paragraphs to label, in order: each a string, or an object `{text, heading, heading_path}` "
+                    "giving the headings above it (read as context); a request may mix both")
     top_k: int = Field(3, ge=1, le=7, description="how many labels to list in `top`")
 
 
@@ -18,6 +83,8 @@ class ParagraphResult(BaseModel):
     scores: dict[str, float]
     top: list[tuple[str, float]]
     windows: int = Field(description="how many model windows covered the paragraph")
+    context: bool = Field(description="whether the model read a heading path with the paragraph "
+                                      "(false for a plain string, or an object without headings)")
 
 
 class ClassifyResponse(BaseModel):
@@ -31,23 +98,34 @@ class ReportRequest(BaseModel):
     text: str = Field(..., min_length=1, description="a whole report as plain text")
 
 
+Source = Literal["heading", "model", "vote"]
+SOURCE_DOC = ("what decided `section_label`: `heading` (the heading rules of data/labels.toml won, weighed against "
+              "the model), `vote` (the model's predictions for the section's paragraphs overruled the rules or "
+              "filled in where they had nothing), or `model` (the same for a section of one paragraph)")
+
+
 class ReportParagraph(BaseModel):
     index: int
     text: str
     is_heading: bool
     heading: str = Field(description="the heading of the section the paragraph sits in (\"\" for the preamble and the closing)")
+    heading_path: list[str] = Field(description="the headings above the paragraph, outermost first (part heading › "
+                                                "section heading › sub-heading; [] when there are none)")
     label: str = Field(description="the paragraph's own label")
     score: float
     scores: dict[str, float]
     windows: int
-    section_label: str = Field(description="the label its section's paragraphs agree on (usually the more accurate one)")
+    context: bool = Field(description="whether the model read the heading path with the paragraph")
+    section_label: str = Field(description="the label of the paragraph's section (usually the more accurate one)")
+    source: Source = Field(description=SOURCE_DOC)
 
 
 class ReportSection(BaseModel):
     heading: str
-    label: str = Field(description="the label the section's paragraphs agree on")
+    label: str = Field(description="the section's label: the heading rules and the model's predictions together")
     first: int
     last: int
+    source: Source = Field(description=SOURCE_DOC.replace("`section_label`", "`label`"))
 
 
 class ReportResponse(BaseModel):

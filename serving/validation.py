@@ -9,6 +9,7 @@ import re
 import unicodedata
 
 from renda.settings import Settings
+from serving.schemas import ParagraphInput
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
@@ -25,6 +26,13 @@ def check_text(field: str, text: str, max_chars: int) -> None:
         raise InputProblem(field, "is empty or whitespace only")
     if len(text) > max_chars:
         raise InputProblem(field, f"has {len(text):,} characters; the limit is {max_chars:,}", 413)
+    check_characters(field, text)
+    if not _CJK.search(text):
+        raise InputProblem(field, "contains no Chinese characters; the model labels Chinese report text")
+
+
+def check_characters(field: str, text: str) -> None:
+    """No control characters (but newline and tab), unpaired surrogates, private-use or unassigned code points."""
     for position, ch in enumerate(text):
         category = unicodedata.category(ch)
         if category == "Cs":
@@ -33,15 +41,22 @@ def check_text(field: str, text: str, max_chars: int) -> None:
             raise InputProblem(field, f"holds a control character (U+{ord(ch):04X}) at character {position}")
         if category == "Cn" or category == "Co":
             raise InputProblem(field, f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}")
-    if not _CJK.search(text):
-        raise InputProblem(field, "contains no Chinese characters; the model labels Chinese report text")
 
 
-def check_paragraphs(paragraphs: list[str], settings: Settings) -> None:
+def check_paragraphs(paragraphs: list[str | ParagraphInput], settings: Settings) -> None:
+    """Texts as ever; headings (the schema has checked their type, count and length) need no Chinese,
+    but no bad characters either. Empty headings are allowed: they mean none."""
     if len(paragraphs) > settings.max_paragraphs:
         raise InputProblem("paragraphs", f"has {len(paragraphs)} items; the limit is {settings.max_paragraphs} per request", 413)
-    for i, text in enumerate(paragraphs):
-        check_text(f"paragraphs[{i}]", text, settings.max_paragraph_chars)
+    for i, paragraph in enumerate(paragraphs):
+        if isinstance(paragraph, str):
+            check_text(f"paragraphs[{i}]", paragraph, settings.max_paragraph_chars)
+            continue
+        check_text(f"paragraphs[{i}].text", paragraph.text, settings.max_paragraph_chars)
+        if paragraph.heading:
+            check_characters(f"paragraphs[{i}].heading", paragraph.heading)
+        for j, heading in enumerate(paragraph.heading_path or []):
+            check_characters(f"paragraphs[{i}].heading_path[{j}]", heading)
 
 
 def check_report(text: str, settings: Settings) -> None:

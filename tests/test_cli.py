@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS
 from model.predictor import load_predictor
 from renda.cli import build_parser, main
 from renda.labels import LABELS
-from renda.labelling import segment_report
+from renda.labelling import heading_paths
 from renda.parsing import parse_report
 
 PARAGRAPHS = [
@@ -22,6 +23,12 @@ PARAGRAPHS = [
     "组织代表开展集中视察活动三次，邀请代表列席常委会会议四十人次。",
 ]
 SCORE_COLUMNS = [f"score_{label}" for label in LABELS]
+PART, SECTION = "二、2025年主要任务", "（三）依法履行监督职责"
+# Each PARAGRAPHS[i] with: heading and heading_path; heading_path only; heading only; no context.
+CONTEXT_JSONL = [{"heading": SECTION, "heading_path": [PART]}, {"heading_path": [PART, SECTION]},
+                 {"heading": "一、坚持党的领导", "heading_path": None}, {"heading": None}]
+CONTEXT_CSV = [(SECTION, json.dumps([PART], ensure_ascii=False)), ("", f"{PART} › {SECTION}"), ("一、坚持党的领导", ""), ("", "")]
+CONTEXT_PATHS = [[PART, SECTION], [PART, SECTION], ["一、坚持党的领导"], []]  # what the model reads for each
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,17 @@ def inputs(tmp_path_factory, sample_report) -> dict[str, Path]:
     for i, text in enumerate(PARAGRAPHS):
         writer.writerow([i, text, "有逗号, 和 \"引号\""])
     table.write_text(buffer.getvalue(), encoding="utf-8")
-    return {"txt": report, "jsonl": lines, "csv": table}
+    with_context = folder / "context.jsonl"
+    with_context.write_text("".join(json.dumps({"text": text, **extra}, ensure_ascii=False) + "\n"
+                                    for text, extra in zip(PARAGRAPHS, CONTEXT_JSONL)), encoding="utf-8")
+    table_with_context = folder / "context.csv"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "heading", "heading_path"])
+    for text, (heading, heading_path) in zip(PARAGRAPHS, CONTEXT_CSV):
+        writer.writerow([text, heading, heading_path])
+    table_with_context.write_text(buffer.getvalue(), encoding="utf-8")
+    return {"txt": report, "jsonl": lines, "csv": table, "jsonl_context": with_context, "csv_context": table_with_context}
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +102,16 @@ def test_txt_report_to_jsonl(tiny_model, inputs, sample_report, predictor, tmp_p
     assert [r["index"] for r in rows] == list(range(len(rows)))
     assert [r["text"] for r in rows] == [p.text for p in paragraphs]
     assert all(r["file"] == str(inputs["txt"]) for r in rows)
-    headings = [s.heading for s in segment_report(paragraphs) for _ in s.members]
-    for row, paragraph, heading in zip(rows, paragraphs, headings):
+    paths = heading_paths(paragraphs)
+    for row, paragraph, path in zip(rows, paragraphs, paths):
         assert row["is_heading"] == paragraph.is_heading
-        assert row["heading"] == heading
+        assert row["heading_path"] == path
+        assert row["context"] is bool(path)
+        assert row["source"] in {"heading", "model", "vote"}
         check_scores(row)
     assert sum("全县农村自来水普及率" in r["text"] for r in rows) == 1  # the cut line is joined
-    # The labels are the model's.
-    expected = predictor.predict([p.text for p in paragraphs])
+    # The labels are the model's, each paragraph read with its heading path.
+    expected = predictor.predict([p.text for p in paragraphs], paths)
     assert [r["label"] for r in rows] == [p.label for p in expected]
     for row, want in zip(rows, expected):
         assert row["score"] == pytest.approx(want.score, abs=1e-4)
@@ -116,6 +135,41 @@ def test_jsonl_and_csv_inputs_to_csv(tiny_model, inputs, predictor, tmp_path, ca
         check_scores(row)
         assert row["label"] == expected[i % len(PARAGRAPHS)].label
         assert int(row["windows"]) >= 1
+
+
+def test_jsonl_and_csv_heading_columns_are_read_as_context(tiny_model, inputs, predictor, tmp_path, capsys):
+    out = tmp_path / "labels.jsonl"
+    code, _, stderr = run(["classify", inputs["jsonl_context"], inputs["csv_context"], inputs["jsonl"], "--model", tiny_model,
+                           "--out", out], capsys)
+    assert code == 0, stderr
+    rows = read_jsonl(out)
+    assert len(rows) == 3 * len(PARAGRAPHS)
+    with_context, without = rows[: 2 * len(PARAGRAPHS)], rows[2 * len(PARAGRAPHS):]
+    expected = predictor.predict(PARAGRAPHS, CONTEXT_PATHS)
+    plain = predictor.predict(PARAGRAPHS)
+    for i, row in enumerate(with_context):
+        want, path = expected[i % len(PARAGRAPHS)], CONTEXT_PATHS[i % len(PARAGRAPHS)]
+        assert row["heading_path"] == path
+        assert row["heading"] == (path[-1] if path else "")
+        assert row["context"] is bool(path) is want.context
+        assert row["label"] == want.label and row["score"] == pytest.approx(want.score, abs=1e-4)
+        check_scores(row)
+    assert [r["context"] for r in without] == [False] * len(PARAGRAPHS)
+    assert [(r["heading"], r["heading_path"]) for r in without] == [("", [])] * len(PARAGRAPHS)
+    assert [r["label"] for r in without] == [p.label for p in plain]
+    assert [r["score_plans"] for r in with_context[:2]] != [r["score_plans"] for r in without[:2]]  # the context was read
+
+    # CSV output writes the path as a JSON array, and reads its own output back the same.
+    table = tmp_path / "labels.csv"
+    code, _, stderr = run(["classify", inputs["jsonl_context"], "--model", tiny_model, "--out", table], capsys)
+    assert code == 0, stderr
+    written = read_csv(table)
+    assert [json.loads(r["heading_path"]) for r in written] == CONTEXT_PATHS
+    assert [r["context"] for r in written] == [str(bool(path)) for path in CONTEXT_PATHS]
+    again = tmp_path / "again.jsonl"
+    code, _, stderr = run(["classify", table, "--model", tiny_model, "--out", again], capsys)
+    assert code == 0, stderr
+    assert [(r["label"], r["heading_path"]) for r in read_jsonl(again)] == [(r["label"], r["heading_path"]) for r in rows[:4]]
 
 
 def test_csv_output_of_a_report_has_report_columns(tiny_model, inputs, sample_report, tmp_path, capsys):
@@ -194,6 +248,37 @@ def test_other_bad_jsonl_lines(tiny_model, tmp_path, capsys, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"text": PARAGRAPHS[0]}, ensure_ascii=False) + "\n" + line + "\n", encoding="utf-8")
     expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", f"{path}:2:", message)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"heading": 3}, "`heading` must be a string"),
+    ({"heading": ["一、立法"]}, "`heading` must be a string"),
+    ({"heading_path": "一、立法"}, "`heading_path` must be a list of strings"),
+    ({"heading_path": ["一、立法", 2]}, "`heading_path` must be a list of strings"),
+    ({"heading_path": ["一、立法"] * (MAX_PATH_ITEMS + 1)}, f"the limit is {MAX_PATH_ITEMS}"),
+    ({"heading_path": ["一、立法", "审" * (MAX_HEADING_CHARS + 1)]}, "`heading_path[1]`"),
+    ({"heading": "审" * (MAX_HEADING_CHARS + 1)}, f"`heading` has {MAX_HEADING_CHARS + 1} characters"),
+])
+def test_bad_context_in_jsonl(tiny_model, tmp_path, capsys, extra, message):
+    path = tmp_path / "bad.jsonl"
+    good = {"text": PARAGRAPHS[0], "heading": SECTION, "heading_path": [PART]}
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [good, {"text": PARAGRAPHS[1], **extra}]),
+                    encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", f"{path}:2:", message)
+
+
+@pytest.mark.parametrize("heading_path, message", [
+    ('[1, 2]', "JSON array of strings"),
+    ('["一、立法", ', "not valid JSON"),
+    (json.dumps(["一、立法"] * (MAX_PATH_ITEMS + 1), ensure_ascii=False), f"the limit is {MAX_PATH_ITEMS}"),
+    (" › ".join(["一、立法"] * (MAX_PATH_ITEMS + 1)), f"the limit is {MAX_PATH_ITEMS}"),
+])
+def test_bad_heading_path_in_csv(tiny_model, tmp_path, capsys, heading_path, message):
+    path = tmp_path / "bad.csv"
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([["text", "heading_path"], [PARAGRAPHS[0], f"{PART} › {SECTION}"], [PARAGRAPHS[1], heading_path]])
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.csv", f"{path}:3:", "`heading_path`", message)
 
 
 def test_csv_without_text_column(tiny_model, tmp_path, capsys):

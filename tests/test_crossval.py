@@ -34,10 +34,12 @@ def test_folds_hold_whole_reports_balanced_and_deterministic():
 class Memoriser:
     """Predicts the label it saw for a text, else `other`: shows which reports it trained on."""
 
+    labels, info = LABELS, {}
+
     def __init__(self, seen: list[Record]):
         self.seen = {r.text: r.label for r in seen}
 
-    def predict(self, texts):
+    def predict(self, texts, contexts=None):
         return [Prediction(self.seen.get(t, "other"), 1.0, {l: float(l == self.seen.get(t, "other")) for l in LABELS}) for t in texts]
 
 
@@ -54,20 +56,20 @@ def test_every_paragraph_is_predicted_once_by_a_model_that_never_saw_its_report(
     assert sorted(r.text for r in result.records) == sorted(r.text for r in records)
     for fold, seen in zip(folds, trained_on):
         assert not set(fold) & seen and set(fold) | seen == {"a", "b", "c", "d"}
-    evaluation = result.evaluation("memoriser")
+    evaluation = result.evaluation("memoriser", "alone")
     assert evaluation.metrics["accuracy"] == round(1 / 7, 4)  # only the `other` rows, as it never saw them
     assert len(evaluation.metrics["fold_macro_f1"]) == 2
 
 
 def test_crossval_runs_both_recipes_on_the_same_folds(tiny_base, tmp_path):
     out = tmp_path / "cv"
-    evaluations = run_crossval([str(STARTER)], out, 2, ["baseline", "bert"], seed=13, sections=True,
+    evaluations = run_crossval([str(STARTER)], out, 2, ["baseline", "bert"], seed=13,
                                base_model=str(tiny_base), threads=1, **{**TINY_OVERRIDES, "max_steps": 2})
-    assert [e.name for e in evaluations] == ["baseline-cv", "baseline-cv+sections", "bert-cv", "bert-cv+sections"]
+    assert [e.name for e in evaluations] == [f"{kind}-cv-{mode}" for kind in ("baseline", "bert") for mode in ("alone", "path", "report")]
     paragraphs = {e.metrics["paragraphs"] for e in evaluations}
     assert len(paragraphs) == 1 and paragraphs.pop() > 500  # the whole starter corpus, each paragraph once
     summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert len(summary["models"]["bert-cv"]["fold_macro_f1"]) == 2
+    assert len(summary["models"]["bert-cv-report"]["fold_macro_f1"]) == 2
     folds = json.loads((out / "folds.json").read_text(encoding="utf-8"))["folds"]
     assert len(folds) == 2 and not set(folds[0]) & set(folds[1])
     assert "2-fold cross-validation" in (out / "comparison.md").read_text(encoding="utf-8")

@@ -8,10 +8,12 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
 
+from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS, heading_path_of
 from model.predictor import load_predictor
 from renda.labels import LABELS, load_rules
 from renda.parsing import parse_report
@@ -140,7 +142,8 @@ def test_classify_one_result_per_paragraph_in_order(client, direct):
     assert len(results) == len(PARAGRAPHS)
     expected = direct.predict(PARAGRAPHS)
     for result, want in zip(results, expected):
-        assert set(result) == {"label", "score", "scores", "top", "windows"}
+        assert set(result) == {"label", "score", "scores", "top", "windows", "context"}
+        assert result["context"] is False
         assert result["label"] in LABELS
         assert_distribution(result["scores"])
         assert result["score"] == pytest.approx(max(result["scores"].values()), abs=1e-6)
@@ -164,6 +167,22 @@ def test_classify_repeated_paragraph(client):
     results = classify(client, [PARAGRAPHS[0], PARAGRAPHS[2], PARAGRAPHS[0]])["results"]
     assert len(results) == 3
     assert_same(results[0], results[2])
+
+
+def test_classify_object_paragraphs_on_the_real_model(client, direct):
+    """The tiny model reads the heading path of an object paragraph (the same as the predictor called
+    directly with it), and a string beside it without one."""
+    text, path = PARAGRAPHS[2], ["二、2025年主要任务", "（三）依法履行监督职责"]
+    plain, with_path, with_heading = classify(client, [text, {"text": text, "heading_path": path},
+                                                       {"text": text, "heading": path[-1]}])["results"]
+    assert [r["context"] for r in (plain, with_path, with_heading)] == [False, True, True]
+    [want_plain], [want_path], [want_heading] = (direct.predict([text]), direct.predict([text], [path]),
+                                                  direct.predict([text], [path[-1:]]))
+    assert (want_plain.context, want_path.context, want_heading.context) == (False, True, True)
+    for result, want in ((plain, want_plain), (with_path, want_path), (with_heading, want_heading)):
+        assert_same(result, {"label": want.label, "score": want.score, "scores": want.scores})
+        assert_distribution(result["scores"])
+    assert with_path["scores"] != plain["scores"] and with_path["scores"] != with_heading["scores"]  # the path was read
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 7])
@@ -219,33 +238,47 @@ def test_concurrent_requests_get_their_own_results(client):
             assert len(result["top"]) == 2
 
 
+def recorded_label(text: str, path: list[str] | None = None) -> str:
+    """What Recording answers: a label from the text and its heading path."""
+    return LABELS[(sum(map(ord, text)) + sum(map(ord, "›".join(path or [])))) % len(LABELS)]
+
+
 class Recording:
-    """A stand-in model whose answer depends only on the text, and that records every batch it is given."""
+    """A stand-in model whose answer depends only on the text and its context, and that records
+    every batch it is given (texts in `calls`, contexts, None when none were passed, in `contexts`)."""
 
     labels, model_id, info = LABELS, "recording", {}
 
     def __init__(self):
         self.calls: list[list[str]] = []
+        self.contexts: list[list[list[str]] | None] = []
         self.lock = threading.Lock()
 
-    def predict(self, texts):
+    def predict(self, texts, contexts=None):
         from model.predictor import Prediction
 
         with self.lock:
             self.calls.append(list(texts))
+            self.contexts.append(None if contexts is None else [list(c) for c in contexts])
         out = []
-        for text in texts:
-            label = LABELS[sum(map(ord, text)) % len(LABELS)]
+        for text, path in zip(texts, contexts or [[]] * len(texts)):
+            label = recorded_label(text, path)
             scores = {l: (0.4 if l == label else 0.1) for l in LABELS}
-            out.append(Prediction(label, 0.4, scores, windows=len(text)))
+            out.append(Prediction(label, 0.4, scores, windows=len(text), context=bool(path)))
         return out
 
 
-def test_batcher_batches_requests_and_hands_each_its_own():
-    model = Recording()
-    app = create_app(settings(batch_wait_ms=200, max_batch_paragraphs=64), load=lambda: model)
-    with TestClient(app, raise_server_exceptions=False) as c:
+@contextmanager
+def recording_client(model: Recording | None = None, **overrides):
+    """The real app on a Recording model: (client, model)."""
+    model = model or Recording()
+    with TestClient(create_app(settings(**overrides), load=lambda: model), raise_server_exceptions=False) as c:
         wait_ready(c, timeout=10)
+        yield c, model
+
+
+def test_batcher_batches_requests_and_hands_each_its_own():
+    with recording_client(batch_wait_ms=200, max_batch_paragraphs=64) as (c, model):
         requests = [[f"第{i}件第{j}段人大工作" + "。" * i for j in range(1 + i % 3)] for i in range(12)]
         barrier = threading.Barrier(len(requests))
 
@@ -259,10 +292,130 @@ def test_batcher_batches_requests_and_hands_each_its_own():
         assert response.status_code == 200, response.text
         results = response.json()["results"]
         assert [r["windows"] for r in results] == [len(t) for t in paragraphs]
-        assert [r["label"] for r in results] == [LABELS[sum(map(ord, t)) % len(LABELS)] for t in paragraphs]
+        assert [r["label"] for r in results] == [recorded_label(t) for t in paragraphs]
+        assert not any(r["context"] for r in results)
     batches = model.calls[1:]  # the first call is the start-up probe
     assert sum(len(b) for b in batches) == sum(len(r) for r in requests)
     assert len(batches) < len(requests), "concurrent requests were never batched together"
+    assert model.contexts[1:] == [None] * len(batches)  # no request sent context: the plain call
+
+
+# --- /v1/classify with context: strings, objects, mixed ----------------------------------------
+
+PART, SECTION = "二、2025年主要任务", "（三）依法履行监督职责"
+
+
+def test_classify_strings_objects_and_mixed():
+    objects = [{"text": PARAGRAPHS[2], "heading": SECTION, "heading_path": [PART]},  # heading appended to the path
+               {"text": PARAGRAPHS[3], "heading_path": [PART, SECTION]},
+               {"text": PARAGRAPHS[1], "heading": "Part II: legislation"},  # headings need no Chinese
+               {"text": PARAGRAPHS[0]},  # an object without context is read as a string is
+               {"text": PARAGRAPHS[4], "heading": "", "heading_path": []}]
+    paths = [[PART, SECTION], [PART, SECTION], ["Part II: legislation"], [], []]
+    mixed = [PARAGRAPHS[0], objects[0], PARAGRAPHS[1], objects[2]]
+    with recording_client() as (c, model):
+        strings = classify(c, PARAGRAPHS)["results"]
+        assert [r["context"] for r in strings] == [False] * len(PARAGRAPHS)
+        assert [r["label"] for r in strings] == [recorded_label(t) for t in PARAGRAPHS]
+        assert model.contexts[-1] is None
+
+        results = classify(c, objects, top_k=2)["results"]
+        assert model.calls[-1] == [o["text"] for o in objects]
+        assert model.contexts[-1] == paths
+        assert [r["context"] for r in results] == [True, True, True, False, False]
+        assert [r["label"] for r in results] == [recorded_label(o["text"], path) for o, path in zip(objects, paths)]
+        assert all(len(r["top"]) == 2 for r in results)
+
+        results = classify(c, mixed)["results"]
+        assert model.calls[-1] == [PARAGRAPHS[0], PARAGRAPHS[2], PARAGRAPHS[1], PARAGRAPHS[1]]
+        assert model.contexts[-1] == [[], [PART, SECTION], [], ["Part II: legislation"]]
+        assert [r["context"] for r in results] == [False, True, False, True]
+        assert [r["label"] for r in results] == [recorded_label(t, path) for t, path in zip(model.calls[-1], model.contexts[-1])]
+
+        classify(c, [{"text": PARAGRAPHS[0]}, {"text": PARAGRAPHS[1], "heading": " "}])
+        assert model.contexts[-1] is None  # objects without context: the plain call
+
+
+def test_contexts_stay_aligned_across_batched_requests():
+    """The same texts under different headings, from concurrent requests gathered into one batch:
+    each paragraph reaches the model with its own request's context, and each request gets its own answers."""
+    texts = PARAGRAPHS[:3]
+    requests = [
+        [{"text": t, "heading_path": [PART, f"（{i}）监督"]} for i, t in enumerate(texts)],
+        [{"text": t, "heading": "一、过去一年的主要工作"} for t in texts[::-1]],
+        list(texts),  # a string-only request in the same batch
+        [texts[0], {"text": texts[1], "heading_path": ["三、其他"], "heading": "（一）代表工作"}],
+    ]
+    sent = {(p if isinstance(p, str) else p["text"],
+             tuple([] if isinstance(p, str) else heading_path_of(p.get("heading"), p.get("heading_path"))))
+            for request in requests for p in request}
+    with recording_client(batch_wait_ms=300) as (c, model):
+        barrier = threading.Barrier(len(requests))
+
+        def send(paragraphs):
+            barrier.wait()
+            return c.post("/v1/classify", json={"paragraphs": paragraphs})
+
+        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+            responses = list(pool.map(send, requests))
+    for request, response in zip(requests, responses):
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        want = [(p, []) if isinstance(p, str) else (p["text"], heading_path_of(p.get("heading"), p.get("heading_path")))
+                for p in request]
+        assert [r["label"] for r in results] == [recorded_label(t, path) for t, path in want]
+        assert [r["context"] for r in results] == [bool(path) for _, path in want]
+    batches = list(zip(model.calls[1:], model.contexts[1:]))
+    assert sum(len(texts) for texts, _ in batches) == sum(len(r) for r in requests)
+    assert any(len(texts) > max(map(len, requests)) for texts, _ in batches), "the requests were never batched together"
+    for batch_texts, batch_contexts in batches:
+        assert batch_contexts is not None and len(batch_contexts) == len(batch_texts)
+        assert {(t, tuple(c)) for t, c in zip(batch_texts, batch_contexts)} <= sent
+
+
+def test_batcher_passes_contexts_only_when_a_job_has_them():
+    from serving.service import Batcher
+
+    model = Recording()
+    batcher = Batcher(model.predict, wait_ms=1, max_paragraphs=8)
+    try:
+        batcher.submit(["人大工作"])
+        assert model.contexts[-1] is None
+        [prediction] = batcher.submit(["人大工作"], [[PART]])
+        assert model.contexts[-1] == [[PART]] and prediction.context
+        with pytest.raises(ValueError, match="2 contexts for 1 texts"):
+            batcher.submit(["人大工作"], [[PART], []])
+    finally:
+        batcher.close()
+
+
+def test_openapi_shows_both_paragraph_forms_with_examples():
+    with recording_client() as (c, _):
+        spec = c.get("/openapi.json").json()
+        body = spec["paths"]["/v1/classify"]["post"]["requestBody"]["content"]["application/json"]
+        schemas = spec["components"]["schemas"]
+        request = schemas[body["schema"]["$ref"].rsplit("/", 1)[-1]]
+        forms = request["properties"]["paragraphs"]["items"]["anyOf"]
+        assert {"type": "string"} in forms
+        ref = next(f["$ref"] for f in forms if "$ref" in f)
+        item = schemas[ref.rsplit("/", 1)[-1]]
+        assert set(item["properties"]) == {"text", "heading", "heading_path"} and item["required"] == ["text"]
+        assert item["additionalProperties"] is False
+        assert item["properties"]["heading_path"]["anyOf"][0]["maxItems"] == MAX_PATH_ITEMS
+        assert item["properties"]["heading_path"]["anyOf"][0]["items"]["maxLength"] == MAX_HEADING_CHARS
+        for name in ("context", "heading_path", "source"):
+            assert "description" in (schemas["ParagraphResult"] if name == "context" else schemas["ReportParagraph"])["properties"][name]
+        examples = body["examples"]
+        assert set(examples) == {"strings", "objects", "mixed"}
+        kinds = {name: {type(p).__name__ for p in example["value"]["paragraphs"]} for name, example in examples.items()}
+        assert kinds == {"strings": {"str"}, "objects": {"dict"}, "mixed": {"str", "dict"}}
+        assert len(request["examples"]) == 3
+        for example in examples.values():  # every example is a valid request
+            response = c.post("/v1/classify", json=example["value"])
+            assert response.status_code == 200, response.text
+            assert [r["context"] for r in response.json()["results"]] == [isinstance(p, dict) for p in example["value"]["paragraphs"]]
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "/openapi.json" in docs.text
 
 
 def test_a_closed_batcher_refuses_instead_of_hanging():
@@ -336,6 +489,11 @@ def test_report_shape(report, direct, sample_report):
         assert_distribution(p["scores"])
         assert p["scores"][p["label"]] == pytest.approx(p["score"], abs=1e-6)
         assert p["windows"] >= 1
+        assert isinstance(p["heading_path"], list) and all(isinstance(h, str) and h for h in p["heading_path"])
+        assert p["context"] is bool(p["heading_path"])  # every paragraph is read with its heading path
+        assert p["source"] in {"heading", "model", "vote"}
+    assert any(p["context"] for p in paragraphs)
+    assert not paragraphs[0]["context"]  # the preamble has no heading above it
 
 
 def test_report_joins_the_cut_line(report):
@@ -383,6 +541,7 @@ def test_report_sections_cover_every_paragraph(report):
         assert s["heading"] == paragraphs[s["first"]]["heading"]
         assert all(p["heading"] == s["heading"] for p in paragraphs[s["first"]: s["last"] + 1])
         assert all(p["section_label"] == s["label"] for p in paragraphs[s["first"]: s["last"] + 1])
+        assert all(p["source"] == s["source"] for p in paragraphs[s["first"]: s["last"] + 1])
     headings = [s["heading"] for s in sections]
     assert "一、坚持党的领导，把牢人大工作正确政治方向" in headings and "2024年主要任务" in headings
 
@@ -396,12 +555,32 @@ def test_report_counts(report):
 
 
 def test_report_labels_match_classify(client, report):
-    texts = [p["text"] for p in report["paragraphs"][:MAX_PARAGRAPHS]]
-    for p, result in zip(report["paragraphs"], classify(client, texts)["results"]):
+    """A paragraph's own label in a report is what /v1/classify gives it with the same heading path."""
+    paragraphs = report["paragraphs"][:MAX_PARAGRAPHS]  # the preamble (no path) and the review part
+    assert any(p["heading_path"] for p in paragraphs) and not all(p["heading_path"] for p in paragraphs)
+    sent = [{"text": p["text"], "heading_path": p["heading_path"]} for p in paragraphs]
+    for p, result in zip(paragraphs, classify(client, sent)["results"]):
         assert_same(p, result)
+        assert result["context"] == p["context"]
 
 
 # --- bad input: always 4xx, naming the field (and the limit) ----------------------------------
+
+
+def test_report_uses_the_models_own_combiner(sample_report):
+    """Whole-report mode through the service weighs rules and model as the model's metadata says."""
+    from model.reports import Combiner, label_report
+
+    model = Recording()
+    model.info = {"combiner": {"part": 0.0, "preamble": 0.0, "heading": 0.0, "keywords": 0.0, "fitted_on": "test"}}
+    with recording_client(model) as (c, _):
+        response = c.post("/v1/reports", json={"text": sample_report})
+    assert response.status_code == 200, response.text
+    assert model.contexts[-1] == [p["heading_path"] for p in response.json()["paragraphs"]]  # read with their paths
+    got = [(p["section_label"], p["source"], p["context"]) for p in response.json()["paragraphs"]]
+    assert got == [(r["section_label"], r["source"], r["context"]) for r in label_report(model, sample_report).rows()]
+    default = [(r["section_label"], r["source"], r["context"]) for r in label_report(model, sample_report, Combiner()).rows()]
+    assert got != default  # so the test can tell the two apart
 
 
 def assert_problem(response, status: int, field: str, *fragments: str) -> dict:
@@ -444,6 +623,27 @@ OK = PARAGRAPHS[0]
         ({"paragraphs": [OK, "人大\u0007工作"]}, 422, "paragraphs[1]", ["control character", "U+0007"]),
         ({"paragraphs": ["人大\ue000工作"]}, 422, "paragraphs[0]", ["private-use", "U+E000"]),
         ({"paragraphs": ["人大\U000f0001工作"]}, 422, "paragraphs[0]", ["private-use", "U+F0001"]),
+        ({"paragraphs": [OK, []]}, 422, "paragraphs[1]", ["string", "object"]),
+        # paragraphs as objects: the text checked as ever, the context named to the field
+        ({"paragraphs": [OK, {"text": OK, "heading": 3}]}, 422, "paragraphs[1].heading", ["string"]),
+        ({"paragraphs": [{"text": OK, "heading": ["一、立法"]}]}, 422, "paragraphs[0].heading", ["string"]),
+        ({"paragraphs": [{"text": OK, "heading_path": ["一、立法"] * (MAX_PATH_ITEMS + 1)}]}, 422, "paragraphs[0].heading_path",
+         [f"at most {MAX_PATH_ITEMS} items"]),
+        ({"paragraphs": [OK, OK, {"text": OK, "heading": "审" * (MAX_HEADING_CHARS + 1)}]}, 422, "paragraphs[2].heading",
+         [f"at most {MAX_HEADING_CHARS} characters"]),
+        ({"paragraphs": [{"text": OK, "heading_path": ["一、立法", "审" * (MAX_HEADING_CHARS + 1)]}]}, 422,
+         "paragraphs[0].heading_path[1]", [f"at most {MAX_HEADING_CHARS} characters"]),
+        ({"paragraphs": [{"text": OK, "heading_path": ["一、立法", 2]}]}, 422, "paragraphs[0].heading_path[1]", ["string"]),
+        ({"paragraphs": [{"text": OK, "heading_path": "一、立法"}]}, 422, "paragraphs[0].heading_path", ["list"]),
+        ({"paragraphs": [{"text": OK, "foo": "一、立法"}]}, 422, "paragraphs[0].foo", ["not permitted"]),
+        ({"paragraphs": [OK, {"heading": "一、立法"}]}, 422, "paragraphs[1].text", ["required"]),
+        ({"paragraphs": [{"text": None, "heading": "一、立法"}]}, 422, "paragraphs[0].text", ["string"]),
+        ({"paragraphs": [{"text": " ", "heading": "一、立法"}]}, 422, "paragraphs[0].text", ["whitespace"]),
+        ({"paragraphs": [OK, {"text": "hello", "heading": "一、立法"}]}, 422, "paragraphs[1].text", ["no Chinese"]),
+        ({"paragraphs": [{"text": "审" * (MAX_PARAGRAPH_CHARS + 1)}]}, 413, "paragraphs[0].text", [f"the limit is {MAX_PARAGRAPH_CHARS}"]),
+        ({"paragraphs": [{"text": OK, "heading": "一、\u0007立法"}]}, 422, "paragraphs[0].heading", ["control character", "U+0007"]),
+        ({"paragraphs": [{"text": OK, "heading_path": ["一、立法", "（一）\ue000"]}]}, 422, "paragraphs[0].heading_path[1]",
+         ["private-use", "U+E000"]),
     ],
 )
 def test_classify_rejects(client, payload, status, field, fragments):
@@ -471,6 +671,8 @@ def test_report_rejects(client, payload, status, field, fragments):
 
 @pytest.mark.parametrize("path, body, field", [
     ("/v1/classify", '{"paragraphs": ["人大\\ud800工作"]}', "paragraphs[0]"),
+    ("/v1/classify", '{"paragraphs": [{"text": "人大工作", "heading": "一、\\udc00"}]}', "paragraphs[0].heading"),
+    ("/v1/classify", '{"paragraphs": [{"text": "人大工作", "heading_path": ["\\ud800"]}]}', "paragraphs[0].heading_path[0]"),
     ("/v1/classify", '{"paragraphs": ["人大工作\\udfff"]}', "paragraphs[0]"),
     ("/v1/reports", '{"text": "一、坚持党的领导\\ud83d"}', "text"),
 ])
@@ -568,7 +770,9 @@ def test_a_false_small_content_length_does_not_get_past(client):
 
 def test_bad_input_never_reaches_a_500(client):
     # A grab bag sent raw; the point is only that none of them is a server error.
-    for body in ['{"paragraphs": [{"text": "人大"}]}', '{"paragraphs": [[]]}', '{"paragraphs": [true]}',
+    for body in ['{"paragraphs": [{"text": 1}]}', '{"paragraphs": [{"text": "人大", "heading": {}}]}',
+                 '{"paragraphs": [{"text": "人大", "heading_path": [[]]}]}', '{"paragraphs": [{}]}',
+                 '{"paragraphs": [[]]}', '{"paragraphs": [true]}',
                  '{"paragraphs": ["人大"], "top_k": 1e400}', '{"paragraphs": ["人大"], "top_k": NaN}',
                  '{"paragraphs": ["人大"], "top_k": 2.5}', '{"paragraphs": null}', '{"\\ud800": 1}',
                  '[' * 5000 + ']' * 5000, '"\\ud800"', "null", "1", "\ufeff{}", ""]:

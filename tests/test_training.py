@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model.bert import BertPredictor
+from model.context import path_text
 from model.predictor import load_predictor
 from renda.labels import LABELS
 from tests.conftest import TINY_OVERRIDES
@@ -52,10 +53,28 @@ def test_long_paragraphs_use_overlapping_windows_combined_by_length(tiny_model):
     weights = encoded["attention_mask"].sum(dim=1).float()
     expected = (probs * weights[:, None]).sum(0) / weights.sum()
     assert torch.allclose(torch.tensor([prediction.scores[l] for l in LABELS]), expected, atol=1e-5)
-    # windows overlap: the second window starts before the first one ends
+    # windows overlap: the second window starts before the first one ends ([CLS] [SEP] = the empty path)
     ids = encoded["input_ids"]
-    first, second = ids[0][1:-1].tolist(), ids[1][1:].tolist()
+    first, second = ids[0][2:-1].tolist(), ids[1][2:].tolist()
     assert first[-TINY_OVERRIDES["stride"]:] == second[:TINY_OVERRIDES["stride"]]
+
+
+def test_text_pairs_reach_the_model_with_the_heading_path_in_every_window(tiny_model):
+    predictor = BertPredictor.load(tiny_model)
+    path = ["今后工作建议", "（二）紧扣依法履职，增强监督实效"]
+    long_text = "依法开展执法检查，听取审议专项工作报告。" * 6
+    encoded, owners = predictor.encode_windows([long_text], [path_text(path)])
+    tokens = predictor.tokenizer.convert_ids_to_tokens
+    first_part = "".join(tokens(encoded["input_ids"][0].tolist())[1:]).split("[SEP]")[0]
+    assert len(owners) > 1 and first_part.startswith("今后工作建议")
+    for window in encoded["input_ids"].tolist():  # every window reads the path first, cut to half the window
+        assert "".join(tokens(window)).startswith("[CLS]" + first_part + "[SEP]")
+    assert tokens(encoded["input_ids"][0].tolist()).index("[SEP]") - 1 <= TINY_OVERRIDES["max_length"] // 2
+    with_path, alone = predictor.predict(["听取审议专项工作报告。"] * 2, [path, []])
+    assert with_path.context and not alone.context
+    assert with_path.scores != alone.scores  # the path changes what the model reads
+    unpadded = predictor.predict(["听取审议专项工作报告。"])[0]  # no contexts = empty paths
+    assert all(abs(unpadded.scores[l] - alone.scores[l]) < 1e-5 for l in LABELS)
 
 
 def test_a_failed_run_keeps_the_previous_model(tiny_model, tiny_base, starter_dataset, tmp_path, monkeypatch):
@@ -105,7 +124,7 @@ def test_the_model_cards_transformers_snippet_gives_the_predictors_probabilities
     assert json.loads((folder / "config.json").read_text()).get("pooling", "cls") == pooling
     namespace: dict = {}
     exec(card_snippet(folder), namespace)  # the card's own code, as a user would run it
-    [prediction] = BertPredictor.load(folder).predict(["加强代表联络站建设。…"])
+    [prediction] = BertPredictor.load(folder).predict(["加强代表联络站建设。…"], [["今后工作建议"]])
     assert torch.allclose(namespace["probs"], torch.tensor([prediction.scores[l] for l in LABELS]), atol=1e-5)
 
 

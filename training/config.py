@@ -19,6 +19,7 @@ class TrainConfig(BaseModel):
     stride: int = Field(32, ge=0)
     text_prefix: str = ""
     pooling: Literal["mean", "cls"] = "cls"
+    context_dropout: float = Field(0.5, ge=0, le=1, description="share of training rows read without their heading path")
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     epochs: int = Field(8, ge=1)

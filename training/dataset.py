@@ -8,7 +8,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
 
 from model.publish import staged_directory
 from renda.corpus import load_corpus
@@ -22,6 +22,7 @@ FEATURES = Features(
         "text": Value("string"),
         "label": ClassLabel(names=LABELS),
         "heading": Value("string"),
+        "heading_path": Sequence(Value("string")),
         "is_heading": Value("bool"),
         "position": Value("int32"),
     }
@@ -65,7 +66,7 @@ def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fracti
     for r in loaded.records:
         rows[split_of[r.report_id]].append(
             {"report_id": r.report_id, "text": r.text, "label": r.label, "heading": r.heading or "",
-             "is_heading": r.is_heading, "position": -1 if r.position is None else r.position}
+             "heading_path": r.heading_path or [], "is_heading": r.is_heading, "position": -1 if r.position is None else r.position}
         )
     summary = {
         "corpus": [str(c) for c in corpus],

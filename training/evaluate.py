@@ -44,7 +44,7 @@ def score(name: str, records: list[Record], predictions: list[Prediction], label
         "windows": int(sum(p.windows for p in predictions)),
     }
     errors = [
-        {"report_id": r.report_id, "text": r.text, "label": r.label, "predicted": p.label,
+        {"report_id": r.report_id, "heading_path": r.heading_path or [], "text": r.text, "label": r.label, "predicted": p.label,
          "confidence": round(p.score, 4), "gold_score": round(p.scores.get(r.label, 0.0), 4)}
         for r, p in zip(records, predictions) if r.label != p.label
     ]
@@ -53,35 +53,55 @@ def score(name: str, records: list[Record], predictions: list[Prediction], label
     return Evaluation(name, metrics, matrix, errors)
 
 
-def evaluate_predictor(name: str, predictor: Predictor, records: list[Record]) -> Evaluation:
-    return score(name, records, predictor.predict([r.text for r in records]))
+# The three ways a paragraph is labelled: alone, with its heading path, and in its whole report.
+MODES = ("alone", "path", "report")
 
 
-def section_runs(records: list[Record]) -> list[tuple[int, int]]:
-    """(first, last) of each run of consecutive records from one report under one heading."""
-    runs: list[tuple[int, int]] = []
-    for i, r in enumerate(records):
-        previous = records[i - 1] if i else None
-        if runs and r.heading and previous and (previous.report_id, previous.heading) == (r.report_id, r.heading):
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    return runs
+def predict_records(predictor: Predictor, records: list[Record], context: bool = True) -> list[Prediction]:
+    """Each record's prediction, with its heading path as context (or without)."""
+    texts = [r.text for r in records]
+    return predictor.predict(texts, [r.heading_path or [] for r in records] if context else None)
 
 
-def smooth_by_section(records: list[Record], predictions: list[Prediction], labels: list[str] = LABELS) -> list[Prediction]:
-    """Whole-report mode: every paragraph takes the label its section's paragraphs agree on
-    (as `sections` in POST /v1/reports), scored with the section's mean probabilities."""
-    from model.reports import section_label
+def evaluate_predictor(name: str, predictor: Predictor, records: list[Record], context: bool = True) -> Evaluation:
+    return score(name, records, predict_records(predictor, records, context))
 
-    smoothed = list(predictions)
-    for first, last in section_runs(records):
-        members = predictions[first: last + 1]
-        label = section_label(members, labels)
-        mean = {l: float(np.mean([p.scores[l] for p in members])) for l in labels}
-        for i in range(first, last + 1):
-            smoothed[i] = Prediction(label, mean[label], mean, predictions[i].windows)
-    return smoothed
+
+def whole_report(records: list[Record], predictions: list[Prediction], labels: list[str], combiner) -> list[Prediction]:
+    """Whole-report mode on records (each report's rows consecutive, in order): every row takes
+    its unit's combined label (as `section_label` in POST /v1/reports)."""
+    from model.reports import combine, record_units
+
+    section, _ = combine(record_units(records), predictions, labels, combiner)
+    return [Prediction(s or p.label, p.scores[s or p.label], p.scores, p.windows, p.context) for p, s in zip(predictions, section)]
+
+
+def fit_report_combiner(predictor: Predictor, records: list[Record], fitted_on: str):
+    """The whole-report weights that do best on `records` (dev data: never the test split)."""
+    from model.reports import Combiner, fit_combiner, record_units
+
+    if not records:
+        return Combiner()
+    return fit_combiner(record_units(records), predict_records(predictor, records), [r.label for r in records],
+                        predictor.labels, fitted_on=fitted_on)
+
+
+def predict_modes(predictor: Predictor, records: list[Record]) -> dict[str, list[Prediction]]:
+    """Predictions in every mode; whole-report mode with the combiner saved with the model."""
+    from model.reports import Combiner
+
+    path = predict_records(predictor, records)
+    report = whole_report(records, path, predictor.labels, Combiner.from_meta(predictor.info))
+    return {"alone": predict_records(predictor, records, context=False), "path": path, "report": report}
+
+
+def held_out_metrics(predictor, test: list[Record]) -> dict:
+    """The test split in the three modes: the paragraph with its heading path (the headline
+    figure), alone, and in its whole report."""
+    if not test:
+        return {}
+    modes = {mode: score(mode, test, predictions).metrics for mode, predictions in predict_modes(predictor, test).items()}
+    return {**modes["path"], "alone": modes["alone"], "report": modes["report"]}
 
 
 def report_folds(records: list[Record], k: int, seed: int) -> list[list[str]]:
@@ -103,15 +123,15 @@ def report_folds(records: list[Record], k: int, seed: int) -> list[list[str]]:
 
 @dataclass
 class CrossValidated:
-    """Every record predicted once, by a model trained without its report; records kept in
-    corpus order within each report (so whole-report mode can smooth them)."""
+    """Every record predicted once in each mode, by a model trained without its report;
+    records kept in corpus order within each report (so whole-report mode can read them)."""
     records: list[Record]
-    predictions: list[Prediction]
+    predictions: dict[str, list[Prediction]]
     fold_of: list[int]
 
-    def evaluation(self, name: str, predictions: list[Prediction] | None = None) -> Evaluation:
+    def evaluation(self, name: str, mode: str) -> Evaluation:
         """Scored over all records pooled, with each fold's macro-F1 alongside (the spread)."""
-        predictions = predictions or self.predictions
+        predictions = self.predictions[mode]
         evaluation = score(name, self.records, predictions)
         per_fold = []
         for fold in sorted(set(self.fold_of)):
@@ -124,25 +144,25 @@ class CrossValidated:
 
 def cross_validate(records: list[Record], fit: Callable[[list[Record]], Predictor], folds: list[list[str]],
                    progress: Callable | None = None) -> CrossValidated:
-    """For each fold: train on the other folds' reports, predict this fold's."""
-    result = CrossValidated([], [], [])
+    """For each fold: train on the other folds' reports, predict this fold's in every mode."""
+    result = CrossValidated([], {mode: [] for mode in MODES}, [])
     for number, fold in enumerate(progress(folds) if progress else folds):
         held_out = set(fold)
         held = [r for r in records if r.report_id in held_out]
-        predictions = fit([r for r in records if r.report_id not in held_out]).predict([r.text for r in held])
+        for mode, predictions in predict_modes(fit([r for r in records if r.report_id not in held_out]), held).items():
+            result.predictions[mode] += predictions
         result.records += held
-        result.predictions += predictions
         result.fold_of += [number] * len(held)
     return result
 
 
 def leave_one_report_out(
     name: str, records: list[Record], fit: Callable[[list[Record]], Predictor], progress: Callable | None = None
-) -> Evaluation:
+) -> list[Evaluation]:
     """Train on every report but one, predict that one; repeat for each report."""
     folds = [[report] for report in sorted({r.report_id for r in records})]
     result = cross_validate(records, fit, folds, progress)
-    return score(name, result.records, result.predictions)
+    return [score(f"{name}-{mode}", result.records, result.predictions[mode]) for mode in MODES]
 
 
 def format_table(evaluations: list[Evaluation]) -> str:

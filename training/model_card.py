@@ -19,9 +19,18 @@ def per_label_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+def mode_lines(metrics: dict) -> str:
+    if not metrics:
+        return ""
+    return (f"Macro-F1 in the three modes: paragraph alone {metrics['alone']['macro_f1']:.3f}, with the heading path "
+            f"{metrics['macro_f1']:.3f}, whole report {metrics['report']['macro_f1']:.3f}.")
+
+
 def load_snippet(config) -> str:
     """How to use the folder with plain transformers, for the head it was trained with."""
-    example = f'inputs = tok("{config.text_prefix}加强代表联络站建设。…", return_tensors="pt", truncation=True, max_length={config.max_length})'
+    # A text pair: the heading path (part › section › sub-heading; "" when unknown), then the paragraph.
+    example = (f'inputs = tok("{config.text_prefix}今后工作建议", "加强代表联络站建设。…", return_tensors="pt",\n'
+               f'             truncation="only_second", max_length={config.max_length})')
     if config.pooling == "cls":
         return f"""```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -78,12 +87,20 @@ Trained by renda-sections (`make train`).
 - **Trained:** {meta['trained_at']} in **{meta['train_minutes']} minutes** on {meta['threads']} CPU threads
   (best epoch {meta['best_epoch']}, dev macro-F1 {meta['dev_macro_f1']:.3f})
 - **Data:** {', '.join(data.get('corpus', [])) or meta.get('dataset')}; splits grouped by report (seed {data.get('seed', config.seed)}): {split_line}
+- **Input:** a text pair: `{config.text_prefix}` + the heading path (part › section › sub-heading,
+  joined with ` › `; empty when unknown), then the paragraph. {config.context_dropout:.0%} of training
+  rows were read without their path, so the model serves both cases.
 - **Window:** {config.max_length} tokens; longer paragraphs are predicted over overlapping windows
-  (stride {config.stride}) whose probabilities are averaged. Input text is prefixed with `{config.text_prefix}`.
+  (stride {config.stride}), each with the path in front, whose probabilities are averaged.
+- **Whole-report weights** (fitted on the dev split): `{meta.get('combiner')}`
 
 ## Held-out reports (test split: reports the model never saw)
 
+With the heading path:
+
 {per_label_table(meta.get('test_metrics') or {})}
+
+{mode_lines(meta.get('test_metrics') or {})}
 
 ## Training log
 
@@ -102,7 +119,7 @@ Or with renda-sections, which covers long paragraphs with windows: `from model.b
 ## Limits
 
 The label is the section the report put the paragraph in; a paragraph alone does not always show
-it (a plans paragraph about supervision reads like supervision). Whole-report mode
-(`POST /v1/reports`) uses the report's structure as well.
+it (a plans paragraph about supervision reads like supervision): give the heading path when you
+have it. Whole-report mode (`POST /v1/reports`) combines the model with the heading rules.
 """
     (folder / "README.md").write_text(card, encoding="utf-8")

@@ -24,8 +24,8 @@ from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
 from training.dataset import assign_splits, build_dataset, load_split
 from training.evaluate import (
-    Evaluation, cross_validate, evaluate_predictor, leave_one_report_out, report_folds, score, smooth_by_section,
-    write_evaluations,
+    MODES, Evaluation, cross_validate, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
+    report_folds, score, write_evaluations,
 )
 
 
@@ -58,20 +58,35 @@ def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
     return False
 
 
-def fit_baseline(records: list[Record], seed: int, extra: dict | None = None) -> BaselinePredictor:
+def context_dropout() -> float:
+    """One setting for both recipes (training/config.toml), so they read the same input."""
+    from training.config import load_config
+
+    return load_config().context_dropout
+
+
+def fit_baseline(records: list[Record], seed: int, extra: dict | None = None, dev: list[Record] | None = None,
+                 dropout: float | None = None) -> BaselinePredictor:
+    """The n-gram recipe on the paragraphs and their heading paths; whole-report weights from `dev`."""
     meta = {"kind": "baseline", "labels": LABELS, "model_id": "baseline-tfidf-char-lr",
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
-    return BaselinePredictor.fit([r.text for r in records], [r.label for r in records], LABELS, seed, meta)
+    model = BaselinePredictor.fit([r.text for r in records], [r.label for r in records], LABELS, seed, meta,
+                                  [r.heading_path or [] for r in records], context_dropout() if dropout is None else dropout)
+    if dev:
+        model.info["combiner"] = fit_report_combiner(model, dev, "dev").to_dict()
+    return model
 
 
 def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) -> dict:
-    stamp = fingerprint(dataset, "baseline", seed, Path(model_baseline.__file__).read_bytes())
+    dropout = context_dropout()
+    stamp = fingerprint(dataset, "baseline", seed, dropout, Path(model_baseline.__file__).read_bytes())
     if if_stale and is_current(out, "baseline", stamp):
         return {}
     started = time.monotonic()
-    train, test = load_split(dataset, "train"), load_split(dataset, "test")
-    model = fit_baseline(train, seed, {"dataset": str(dataset), "base_model": "none (TF-IDF char 1-3 grams + logistic regression)"})
-    metrics = evaluate_predictor("baseline", model, test).metrics if test else {}
+    train, dev, test = (load_split(dataset, s) for s in ("train", "dev", "test"))
+    model = fit_baseline(train, seed, {"dataset": str(dataset), "base_model": "none (TF-IDF char 1-3 grams + logistic regression)"},
+                         dev, dropout)
+    metrics = held_out_metrics(model, test)
     model.info.update(test_metrics=metrics, train_seconds=round(time.monotonic() - started, 2), fingerprint=stamp)
     with staged_directory(out) as staging:
         model.save(staging)
@@ -103,9 +118,9 @@ def eval_records(data: list[str]) -> list[Record]:
     return load_corpus(data).records
 
 
-def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | None = None, seed: int = 13,
-             sections: bool = False) -> list[Evaluation]:
-    """Score each model on the same records, side by side; optionally leave-one-report-out."""
+def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | None = None, seed: int = 13) -> list[Evaluation]:
+    """Score each model on the same records, side by side, in the three modes (alone, with the
+    heading path, whole report); optionally leave-one-report-out of the baseline recipe."""
     records = eval_records(data)
     if not records:
         raise DataError(", ".join(data), "nothing to evaluate on")
@@ -114,14 +129,12 @@ def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | N
         predictor = load_predictor(model_dir)
         name = Path(model_dir).name
         print(f"scoring {name} on {len(records)} paragraphs of {len({r.report_id for r in records})} reports…", flush=True)
-        predictions = predictor.predict([r.text for r in records])
-        evaluations.append(score(name, records, predictions))
-        if sections:
-            evaluations.append(score(f"{name}+sections", records, smooth_by_section(records, predictions)))
+        for mode, predictions in predict_modes(predictor, records).items():
+            evaluations.append(score(f"{name}-{mode}", records, predictions))
     if loro:
         corpus = load_corpus(loro).records
-        evaluations.append(leave_one_report_out("baseline-loro", corpus, lambda rest: fit_baseline(rest, seed),
-                                                progress=lambda xs: tqdm(xs, desc="leave-one-report-out")))
+        evaluations += leave_one_report_out("baseline-loro", corpus, lambda rest: fit_baseline(rest, seed),
+                                            progress=lambda xs: tqdm(xs, desc="leave-one-report-out"))
     table = write_evaluations(evaluations, out, data + ([f"leave-one-report-out over {' '.join(loro)}"] if loro else []))
     print(table)
     print(f"metrics, confusion matrices and errors (worst first) in {out}")
@@ -133,16 +146,19 @@ def fit_bert(train: list[Record], dev: list[Record], base_model: str, config):
     from training.train import fine_tune
 
     tuned = fine_tune(train, dev, base_model, config, progress=False)
-    return tuned.predictor({"kind": "bert", "labels": LABELS, "model_id": "bert-fold"}, config)
+    predictor = tuned.predictor({"kind": "bert", "labels": LABELS, "model_id": "bert-fold"}, config)
+    predictor.info["combiner"] = fit_report_combiner(predictor, dev, "dev").to_dict()
+    return predictor
 
 
 def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], seed: int = 13,
-                 extra_train: list[str] | None = None, sections: bool = False, base_model: str = "",
+                 extra_train: list[str] | None = None, base_model: str = "",
                  config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15, **overrides) -> list[Evaluation]:
     """Grouped k-fold cross-validation over `corpus`'s reports: each recipe (baseline, bert) is
     trained k times on the same folds and the same training paragraphs, and every paragraph is
-    predicted once by a model that never saw its report. `extra_train` corpora are added to
-    every fold's training data, never scored."""
+    predicted once by a model that never saw its report, in the three modes. `extra_train`
+    corpora are added to every fold's training data, never scored. Each fold's whole-report
+    weights are fitted on its own dev reports (drawn from its training reports)."""
     from model.bert import set_threads
     from training.config import CONFIG_FILE, load_config
 
@@ -161,8 +177,12 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         split_of = assign_splits(rest, seed, dev_fraction, 0.0)
         return [r for r in rest if split_of[r.report_id] == "train"] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
 
+    def baseline(rest: list[Record]) -> BaselinePredictor:
+        train, dev = partition(rest)
+        return fit_baseline(train, seed, dev=dev, dropout=config.context_dropout)
+
     recipes = {
-        "baseline": lambda rest: fit_baseline(partition(rest)[0], seed),
+        "baseline": baseline,
         "bert": lambda rest: fit_bert(*partition(rest), config.base_model or base_model, config),
     }
     unknown = set(models) - set(recipes)
@@ -172,10 +192,10 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
     for kind in models:
         started = time.monotonic()
         result = cross_validate(records, recipes[kind], groups, progress=lambda xs: tqdm(xs, desc=f"{kind}: {folds} folds"))
-        evaluations.append(result.evaluation(f"{kind}-cv"))
-        evaluations[-1].metrics["minutes"] = round((time.monotonic() - started) / 60, 2)
-        if sections:
-            evaluations.append(result.evaluation(f"{kind}-cv+sections", smooth_by_section(result.records, result.predictions)))
+        minutes = round((time.monotonic() - started) / 60, 2)
+        for mode in MODES:
+            evaluations.append(result.evaluation(f"{kind}-cv-{mode}", mode))
+            evaluations[-1].metrics["minutes"] = minutes
     described = [f"{folds}-fold cross-validation by report over {' '.join(corpus)}"
                  + (f", {' '.join(extra_train)} added to every fold's training data" if extra_train else "")]
     table = write_evaluations(evaluations, out, described)

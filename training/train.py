@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.bert import TRAINING_CONFIG, BertPredictor, set_threads
+from model.bert import TRAINING_CONFIG, BertPredictor, PairEncoder, set_threads
+from model.context import drop_context, path_text
 from model.predictor import META_FILE
 from model.publish import staged_directory
 from renda.labels import LABELS
 from renda.records import Record
 from training.config import TrainConfig
 from training.dataset import load_split
-from training.evaluate import evaluate_predictor
+from training.evaluate import evaluate_predictor, fit_report_combiner, held_out_metrics
 from training.model_card import write_model_card
 
 
@@ -98,6 +99,14 @@ def windowed_predictor(model, tokenizer, meta: dict, config: TrainConfig) -> Ber
     return BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
 
 
+def dev_score(predictor, dev: list[Record]) -> dict:
+    """Early stopping looks at both uses: the mean macro-F1 with and without the heading path."""
+    if not dev:
+        return {"macro_f1": 0.0, "accuracy": 0.0}
+    runs = [evaluate_predictor("dev", predictor, dev, context).metrics for context in (True, False)]
+    return {key: round(float(np.mean([m[key] for m in runs])), 4) for key in ("macro_f1", "accuracy")}
+
+
 def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: TrainConfig,
               meta: dict | None = None, progress: bool = True) -> FineTuned:
     """The training loop alone: no files written. Keeps the weights of the best dev epoch."""
@@ -110,6 +119,7 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
     total_steps = steps_per_epoch * config.epochs if not config.max_steps else min(config.max_steps, steps_per_epoch * config.epochs)
     optimizer, schedule = make_optimizer(model, config, total_steps)
     generator = torch.Generator().manual_seed(config.seed)
+    pairs, dropout_rng = PairEncoder(tokenizer, config.max_length, config.text_prefix), random.Random(config.seed)
     log: list[dict] = []
     best_f1, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
     for epoch in range(1, config.epochs + 1):
@@ -119,8 +129,8 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for start in bar:
             batch = [train[i] for i in order[start: start + config.batch_size]]
-            inputs = tokenizer([config.text_prefix + r.text for r in batch], truncation=True,
-                               max_length=config.max_length, padding=True, return_tensors="pt")
+            paths = drop_context([path_text(r.heading_path) for r in batch], config.context_dropout, dropout_rng)
+            inputs = pairs(paths, [r.text for r in batch])
             targets = torch.tensor([LABELS.index(r.label) for r in batch])
             loss = loss_fn(model(**inputs).logits, targets)
             loss.backward()
@@ -133,7 +143,7 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
             step += 1
             if config.max_steps and step >= config.max_steps:
                 break
-        dev_metrics = evaluate_predictor("dev", windowed_predictor(model, tokenizer, meta, config), dev).metrics if dev else {"macro_f1": 0.0, "accuracy": 0.0}
+        dev_metrics = dev_score(windowed_predictor(model, tokenizer, meta, config), dev)
         entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_macro_f1": dev_metrics["macro_f1"],
                  "dev_accuracy": dev_metrics["accuracy"], "minutes": round((time.monotonic() - started) / 60, 2)}
         log.append(entry)
@@ -167,13 +177,14 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         "fingerprint": fingerprint,
     }
     tuned = fine_tune(train, dev, base_model, config, meta, progress)
+    meta["combiner"] = fit_report_combiner(tuned.predictor(meta, config), dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
         tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
-        held_out = evaluate_predictor("test", best, test).metrics if test else {}
+        held_out = held_out_metrics(best, test)
         meta.update(
             best_epoch=tuned.best_epoch,
             dev_macro_f1=tuned.best_f1,
