@@ -18,6 +18,7 @@ EVAL_MODELS  ?= $(BASELINE_DIR) $(MODEL_DIR)
 EVAL_OUT     ?= reports/eval
 LORO         ?=
 CONTEXT_DROPOUT ?=
+CV_EPOCHS    ?=
 CV_CORPUS    ?= ../shared/corpus
 CV_EXTRA     ?=
 FOLDS        ?= 5
@@ -88,7 +89,7 @@ eval: data
 crossval: base-model
 	$(RENDA) crossval --corpus $(CV_CORPUS) $(if $(CV_EXTRA),--extra-train $(CV_EXTRA)) --folds $(FOLDS) \
 	  --models $(CV_MODELS) --out $(CV_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) \
-	  $(if $(CONTEXT_DROPOUT),--context-dropout $(CONTEXT_DROPOUT))
+	  $(if $(CONTEXT_DROPOUT),--context-dropout $(CONTEXT_DROPOUT)) $(if $(CV_EPOCHS),--epochs $(CV_EPOCHS))
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

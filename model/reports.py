@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from model.predictor import Prediction, Predictor
-from renda.labelling import heading_paths, segment_report, segment_rule
+from renda.labelling import Segment, heading_paths, segment_report, segment_rule
 from renda.labels import load_rules
 from renda.parsing import Paragraph, parse_report
 
@@ -76,13 +76,14 @@ def log_probabilities(predictions: list[Prediction], labels: list[str]) -> np.nd
     return np.log(np.clip([[p.scores[label] for label in labels] for p in predictions], 1e-9, 1.0))
 
 
-def paragraph_units(paragraphs: list[Paragraph], member_of: list[int | None] | None = None) -> list[Unit]:
+def paragraph_units(paragraphs: list[Paragraph], member_of: list[int | None] | None = None,
+                    segments: list[Segment] | None = None) -> list[Unit]:
     """The labeller's units of one report's paragraphs, with the rules' label and its kind.
     `member_of[i]` maps paragraph i to a prediction index (None: no prediction for it)."""
     rules = load_rules()
     member_of = member_of if member_of is not None else list(range(len(paragraphs)))
     units = []
-    for segment in segment_report(paragraphs, rules):
+    for segment in segments or segment_report(paragraphs, rules):
         members = tuple(member_of[i] for i in segment.members if member_of[i] is not None)
         if members:
             units.append(Unit(segment.heading, *segment_rule(segment, paragraphs, rules), members))
@@ -186,8 +187,8 @@ def label_report(predictor: Predictor, text: str, combiner: Combiner | None = No
     """Parse, find the report's parts and units once, predict every paragraph with its heading
     path, and give each unit the label its rules and its paragraphs together point to."""
     paragraphs = parse_report(text)
-    units = paragraph_units(paragraphs)
-    paths = heading_paths(paragraphs)
+    segments = segment_report(paragraphs)  # the parts and units, found once
+    units, paths = paragraph_units(paragraphs, segments=segments), heading_paths(paragraphs, segments)
     predictions = predictor.predict([p.text for p in paragraphs], paths)
     combiner = combiner or Combiner.from_meta(getattr(predictor, "info", None))
     section_labels, sources = combine(units, predictions, predictor.labels, combiner)
