@@ -19,6 +19,7 @@ EVAL_OUT     ?= reports/eval
 LORO         ?=
 CONTEXT_DROPOUT ?=
 CV_EPOCHS    ?=
+STARTER_WEIGHT ?=
 CV_CORPUS    ?= ../shared/corpus
 CV_EXTRA     ?=
 FOLDS        ?= 5
@@ -89,7 +90,8 @@ eval: data
 crossval: base-model
 	$(RENDA) crossval --corpus $(CV_CORPUS) $(if $(CV_EXTRA),--extra-train $(CV_EXTRA)) --folds $(FOLDS) \
 	  --models $(CV_MODELS) --out $(CV_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) \
-	  $(if $(CONTEXT_DROPOUT),--context-dropout $(CONTEXT_DROPOUT)) $(if $(CV_EPOCHS),--epochs $(CV_EPOCHS))
+	  $(if $(CONTEXT_DROPOUT),--context-dropout $(CONTEXT_DROPOUT)) $(if $(CV_EPOCHS),--epochs $(CV_EPOCHS)) \
+	  $(if $(STARTER_WEIGHT),--starter-weight $(STARTER_WEIGHT))
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

@@ -53,11 +53,12 @@ class BaselinePredictor:
 
     @classmethod
     def fit(cls, texts: list[str], labels: list[str], label_names: list[str], seed: int, meta: dict,
-            contexts: list[list[str]] | None = None, context_dropout: float = 0.0) -> "BaselinePredictor":
+            contexts: list[list[str]] | None = None, context_dropout: float = 0.0,
+            sample_weight: list[float] | None = None) -> "BaselinePredictor":
         paths = drop_context([path_text(c) for c in contexts_or_empty(contexts, len(texts))], context_dropout, random.Random(seed))
         tfidf = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=1, max_features=200_000)
         features = tfidf.fit_transform(documents(texts, paths))
-        clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=seed).fit(features, labels)
+        clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=seed).fit(features, labels, sample_weight=sample_weight)
         vocabulary = {term: int(i) for term, i in tfidf.vocabulary_.items()}
         meta = {**meta, "context_dropout": context_dropout}
         return cls(vocabulary, tfidf.idf_, clf.coef_, clf.intercept_, [str(c) for c in clf.classes_], label_names, meta)

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=["baseline", "bert"], help="recipes to run: baseline and/or bert (default: both)")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
     p.add_argument("--context-dropout", type=float, default=None, help="override `context_dropout` of the config (share of training rows without their heading path)")
+    p.add_argument("--starter-weight", type=float, default=None, help="override `starter_weight` of the config (loss weight of starter-corpus paragraphs)")
     p.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
     p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
     p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_crossval(args.corpus, args.out, args.folds, args.models, seed, args.extra_train or None,
                          args.base_model, args.config, args.threads, settings.dev_fraction,
-                         epochs=args.epochs, max_steps=args.max_steps, context_dropout=args.context_dropout)
+                         epochs=args.epochs, max_steps=args.max_steps, context_dropout=args.context_dropout,
+                         starter_weight=args.starter_weight)
         elif args.command == "check-labeller":
             from training.pipeline import run_check_labeller
 

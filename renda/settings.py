@@ -16,6 +16,7 @@ class Settings(BaseSettings):
 
     # Pipeline
     seed: int = 13
+    starter_dir: Path = ROOT / "data" / "starter"  # the project's own fictional reports
     build_dir: Path = ROOT / "build"
     models_dir: Path = ROOT / "models"
     model_dir: Path = ROOT / "models" / "bert"

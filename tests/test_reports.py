@@ -134,3 +134,19 @@ def test_jsonl_rows_get_their_paths_and_units_from_the_rows_of_their_report():
     assert with_heading_paths([given])[0].heading_path == ["自己给的"]  # a given path is kept
     units = record_units(filled)
     assert [(u.rule, u.rule_kind, u.members) for u in units] == [("plans", "part", (0, 1, 2)), ("other", "preamble", (3,))]
+
+
+def test_context_dropout_and_the_path_the_models_read():
+    import random
+
+    from model.context import drop_context, heading_path_of, path_text
+
+    paths = ["今后工作建议"] * 1000
+    assert drop_context(paths, 0.0, random.Random(1)) == paths
+    assert set(drop_context(paths, 1.0, random.Random(1))) == {""}
+    dropped = drop_context(paths, 0.3, random.Random(1))
+    assert 250 < dropped.count("") < 350 and dropped == drop_context(paths, 0.3, random.Random(1))  # seeded
+    assert path_text(["一、过去一年", "（一）强化监督", "1.预算", "——细目"]) == "一、过去一年 › 1.预算 › ——细目"  # part + innermost
+    assert path_text(["很长" * 40]) == "很长" * 16  # each heading cut
+    assert heading_path_of("（二）加强监督", ["今后工作"]) == ["今后工作", "（二）加强监督"]
+    assert heading_path_of("今后工作", ["今后工作"]) == ["今后工作"] and heading_path_of(None, None) == []

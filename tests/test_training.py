@@ -142,3 +142,24 @@ def test_mean_pooling_trains_saves_and_reloads_as_its_own_class(tiny_model, tiny
     alone = predictor.predict(["制定条例两件。"])[0]
     batched = predictor.predict(["制定条例两件。", "听取审议专项工作报告，开展执法检查，推动问题整改。"])[0]
     assert alone.label == batched.label and abs(alone.score - batched.score) < 1e-5
+
+
+def test_row_weights_reach_the_loss(tiny_base, starter_dataset, monkeypatch):
+    from training.dataset import load_split, row_weights
+    from training.train import fine_tune, weighted_loss
+
+    logits, targets = torch.randn(3, len(LABELS)), torch.tensor([0, 3, 5])
+    label_weight = torch.ones(len(LABELS))
+    # a row of weight 0 is as if it were not there; equal weights give plain cross-entropy
+    dropped = weighted_loss(logits, targets, label_weight, torch.tensor([1.0, 0.0, 1.0]))
+    assert torch.allclose(dropped, torch.nn.functional.cross_entropy(logits[[0, 2]], targets[[0, 2]]))
+    assert torch.allclose(weighted_loss(logits, targets, label_weight, torch.full((3,), 2.0)),
+                          torch.nn.functional.cross_entropy(logits, targets))
+
+    train = load_split(starter_dataset, "train")
+    real = train[0].model_copy(update={"report_id": "a-real-report"})
+    assert row_weights([train[0], real], 0.25) == [0.25, 1.0]  # starter rows are known by report id
+    seen = []
+    monkeypatch.setattr(train_module, "weighted_loss", lambda *args: seen.append(args[3]) or weighted_loss(*args))
+    fine_tune(train[:8] + [real], [], str(tiny_base), load_config(**{**TINY_OVERRIDES, "max_steps": 2, "starter_weight": 0.25}), progress=False)
+    assert sorted(set(torch.cat(seen).tolist())) == [0.25, 1.0]

@@ -19,6 +19,7 @@ class TrainConfig(BaseModel):
     stride: int = Field(32, ge=0)
     text_prefix: str = ""
     pooling: Literal["mean", "cls"] = "cls"
+    starter_weight: float = Field(1.0, gt=0, description="loss weight of starter-corpus paragraphs against real ones")
     context_dropout: float = Field(0.5, ge=0, le=1, description="share of training rows read without their heading path")
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(32, ge=1)

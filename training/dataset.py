@@ -86,6 +86,15 @@ def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fracti
     return summary
 
 
+def row_weights(records: list[Record], starter_weight: float) -> list[float]:
+    """Per-row training weights: paragraphs of the project's starter corpus (fictional reports,
+    matched by report id) weigh `starter_weight`, real ones 1, so real reports can count more."""
+    from renda.settings import get_settings
+
+    starter = {p.stem for p in get_settings().starter_dir.glob("*.txt")}
+    return [starter_weight if r.report_id in starter else 1.0 for r in records]
+
+
 def load_split(dataset_dir: Path, split: str) -> list[Record]:
     """One split of the built `datasets` dataset, as records in the project's one format."""
     if not (Path(dataset_dir) / "hf").is_dir():

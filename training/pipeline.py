@@ -22,7 +22,7 @@ from model.publish import staged_directory
 from renda.corpus import label_records, load_corpus
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
-from training.dataset import assign_splits, build_dataset, load_split
+from training.dataset import assign_splits, build_dataset, load_split, row_weights
 from training.evaluate import (
     MODES, Evaluation, cross_validate, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
     report_folds, score, write_evaluations,
@@ -58,34 +58,37 @@ def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
     return False
 
 
-def context_dropout() -> float:
-    """One setting for both recipes (training/config.toml), so they read the same input."""
+def shared_settings():
+    """The input settings both recipes share (training/config.toml), so they read the same data
+    the same way: context dropout and the starter corpus's weight."""
     from training.config import load_config
 
-    return load_config().context_dropout
+    return load_config()
 
 
 def fit_baseline(records: list[Record], seed: int, extra: dict | None = None, dev: list[Record] | None = None,
-                 dropout: float | None = None) -> BaselinePredictor:
+                 config=None) -> BaselinePredictor:
     """The n-gram recipe on the paragraphs and their heading paths; whole-report weights from `dev`."""
-    meta = {"kind": "baseline", "labels": LABELS, "model_id": "baseline-tfidf-char-lr",
+    config = config or shared_settings()
+    meta = {"kind": "baseline", "labels": LABELS, "model_id": "baseline-tfidf-char-lr", "starter_weight": config.starter_weight,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
     model = BaselinePredictor.fit([r.text for r in records], [r.label for r in records], LABELS, seed, meta,
-                                  [r.heading_path or [] for r in records], context_dropout() if dropout is None else dropout)
+                                  [r.heading_path or [] for r in records], config.context_dropout,
+                                  row_weights(records, config.starter_weight))
     if dev:
         model.info["combiner"] = fit_report_combiner(model, dev, "dev").to_dict()
     return model
 
 
 def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) -> dict:
-    dropout = context_dropout()
-    stamp = fingerprint(dataset, "baseline", seed, dropout, Path(model_baseline.__file__).read_bytes())
+    config = shared_settings()
+    stamp = fingerprint(dataset, "baseline", seed, config.context_dropout, config.starter_weight, Path(model_baseline.__file__).read_bytes())
     if if_stale and is_current(out, "baseline", stamp):
         return {}
     started = time.monotonic()
     train, dev, test = (load_split(dataset, s) for s in ("train", "dev", "test"))
     model = fit_baseline(train, seed, {"dataset": str(dataset), "base_model": "none (TF-IDF char 1-3 grams + logistic regression)"},
-                         dev, dropout)
+                         dev, config)
     metrics = held_out_metrics(model, test)
     model.info.update(test_metrics=metrics, train_seconds=round(time.monotonic() - started, 2), fingerprint=stamp)
     with staged_directory(out) as staging:
@@ -179,7 +182,7 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
 
     def baseline(rest: list[Record]) -> BaselinePredictor:
         train, dev = partition(rest)
-        return fit_baseline(train, seed, dev=dev, dropout=config.context_dropout)
+        return fit_baseline(train, seed, dev=dev, config=config)
 
     recipes = {
         "baseline": baseline,

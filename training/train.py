@@ -26,7 +26,7 @@ from model.publish import staged_directory
 from renda.labels import LABELS
 from renda.records import Record
 from training.config import TrainConfig
-from training.dataset import load_split
+from training.dataset import load_split, row_weights
 from training.evaluate import evaluate_predictor, fit_report_combiner, held_out_metrics
 from training.model_card import write_model_card
 
@@ -44,6 +44,14 @@ def class_weights(records: list[Record]) -> torch.Tensor:
     weights = np.ones(len(LABELS))
     weights[present] = counts[present].sum() / (present.sum() * counts[present])
     return torch.tensor(weights, dtype=torch.float)
+
+
+def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, label_weight: torch.Tensor, row_weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy weighted by label (rare labels count more) and by row (real reports over
+    starter ones), normalised by the total weight as CrossEntropyLoss(weight=…) is."""
+    weight = label_weight[targets] * row_weight
+    losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    return (losses * weight).sum() / weight.sum()
 
 
 def build_model(base_model: str, config: TrainConfig):
@@ -114,7 +122,8 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
     seed_everything(config.seed)
     model, tokenizer = build_model(base_model, config)
     meta = meta or {"kind": "bert", "labels": LABELS}
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train) if config.class_weighting else None)
+    label_weight = class_weights(train) if config.class_weighting else torch.ones(len(LABELS))
+    row_weight = torch.tensor(row_weights(train, config.starter_weight))
     steps_per_epoch = (len(train) + config.batch_size - 1) // config.batch_size
     total_steps = steps_per_epoch * config.epochs if not config.max_steps else min(config.max_steps, steps_per_epoch * config.epochs)
     optimizer, schedule = make_optimizer(model, config, total_steps)
@@ -128,11 +137,12 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
         losses = []
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for start in bar:
-            batch = [train[i] for i in order[start: start + config.batch_size]]
+            rows = order[start: start + config.batch_size]
+            batch = [train[i] for i in rows]
             paths = drop_context([path_text(r.heading_path) for r in batch], config.context_dropout, dropout_rng)
             inputs = pairs(paths, [r.text for r in batch])
             targets = torch.tensor([LABELS.index(r.label) for r in batch])
-            loss = loss_fn(model(**inputs).logits, targets)
+            loss = weighted_loss(model(**inputs).logits, targets, label_weight, row_weight[rows])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
