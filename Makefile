@@ -9,6 +9,9 @@
 # Variables (override on the command line or in the environment):
 CORPUS       ?= data/starter
 TEST_FROM    ?=
+# Reviewed labels from the page (POST /v1/corrections); when CORPUS names the folder, its reports always train.
+CORRECTIONS_DIR ?= data/corrections
+TRAIN_FROM   ?= $(filter $(CORRECTIONS_DIR) $(CORRECTIONS_DIR)/,$(CORPUS))
 SEED         ?= 13
 MODEL_DIR    ?= models/bert
 BASELINE_DIR ?= models/baseline
@@ -25,6 +28,9 @@ CV_EXTRA     ?=
 FOLDS        ?= 5
 CV_MODELS    ?= baseline bert
 CV_OUT       ?= reports/crossval
+BENCH_CORPUS ?= ../shared/corpus
+CLIENTS      ?= 32
+LOAD_SECONDS ?= 60
 HOST         ?= 127.0.0.1
 PORT         ?= 8000
 THREADS      ?= 0
@@ -34,7 +40,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 RENDA   := $(BIN)/renda
 # One dataset folder per corpus / test-from / seed, so switching corpora never mixes them up.
-TAG     := $(shell printf '%s|%s|%s' "$(CORPUS)" "$(TEST_FROM)" "$(SEED)" | md5sum | cut -c1-8)
+TAG     := $(shell printf '%s|%s|%s' "$(CORPUS)" "$(TEST_FROM)" "$(SEED)$(if $(TRAIN_FROM),|train-from:$(TRAIN_FROM))" | md5sum | cut -c1-8)
 DATASET := build/dataset-$(TAG)
 CORPUS_FILES := $(shell find $(CORPUS) $(TEST_FROM) \( -name '*.txt' -o -name '*.jsonl' \) 2>/dev/null)
 SOURCES := $(wildcard renda/*.py training/*.py model/*.py) data/labels.toml
@@ -42,7 +48,7 @@ DEFAULT_BASE := models/base/multilingual-e5-small
 
 export SEED THREADS
 
-.PHONY: install data baseline base-model train eval serve test crossval check-labeller stats stats-compare bench-serve bench-prune lock clean help
+.PHONY: install data baseline base-model train eval serve test crossval check-labeller stats stats-compare bench-serve bench-prune export bench bench-load lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -66,7 +72,8 @@ lock: $(VENV)/.installed
 data: $(DATASET)/summary.json
 
 $(DATASET)/summary.json: $(VENV)/.installed $(CORPUS_FILES) $(SOURCES)
-	$(RENDA) data --corpus $(CORPUS) --out $(DATASET) --seed $(SEED) $(if $(TEST_FROM),--test-from $(TEST_FROM))
+	$(RENDA) data --corpus $(CORPUS) --out $(DATASET) --seed $(SEED) $(if $(TEST_FROM),--test-from $(TEST_FROM)) \
+	  $(if $(TRAIN_FROM),--train-from $(TRAIN_FROM))
 
 baseline: data
 	$(RENDA) baseline --data $(DATASET) --out $(BASELINE_DIR) --seed $(SEED) --if-stale
@@ -79,6 +86,12 @@ $(DEFAULT_BASE)/model.safetensors: $(VENV)/.installed model/convert_e5.py
 
 train: data base-model
 	$(RENDA) train --data $(DATASET) --out $(MODEL_DIR) --base-model $(BASE_MODEL) --threads $(THREADS) --if-stale
+	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS) --if-stale
+
+# ONNX copies of MODEL_DIR (fp32, int8) checked against torch on the model's dev split: onnx_parity.json
+# records the result, and BACKEND=auto serves the fastest backend that passed. Always reruns.
+export: $(VENV)/.installed
+	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS)
 
 # Scores every trained model side by side on the same held-out reports (default: the test split).
 eval: data
@@ -102,6 +115,16 @@ bench-serve: train
 
 bench-prune: $(VENV)/.installed
 	$(BIN)/python -m model.bench_prune --corpus $(CORPUS) --out reports/bench/prune.json
+
+# The model card's plain transformers code and every backend, at batch 1, 8, 32 (threads = cores).
+bench: $(VENV)/.installed
+	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS) --if-stale
+	$(BIN)/python -m model.bench_predict --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
+
+# CLIENTS concurrent clients for LOAD_SECONDS against `renda serve` started on a free loopback port.
+bench-load: $(VENV)/.installed
+	$(BIN)/python -m serving.bench_load --model $(MODEL_DIR) --clients $(CLIENTS) --seconds $(LOAD_SECONDS) \
+	  --corpus $(BENCH_CORPUS) --out reports/bench/load.json
 
 stats: $(VENV)/.installed
 	$(RENDA) stats --corpus $(CORPUS)

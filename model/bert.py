@@ -3,8 +3,14 @@
 The encoder reads a text pair: the paragraph's heading path (empty when unknown), then the
 paragraph. Paragraphs longer than the model's window are covered by overlapping windows, each
 with the path in front; the windows' probabilities are averaged, weighted by how many tokens
-each holds, and the result says how many windows were used. Prediction is batched, sorted by
-length (less padding), under `torch.inference_mode()`, with the thread count set once.
+each holds, and the result says how many windows were used.
+
+`WindowedPredictor` is everything but the forward pass, shared by every backend (torch here,
+ONNX Runtime in model/onnx_backend.py), so they read exactly the same windows:
+- windows only where a paragraph is longer than the window (a short one is one plain encoding);
+- all windows of a call sorted by length and cut into batches by a token budget (rows × longest
+  row), so short paragraphs are never padded to a long one's length;
+- each distinct (paragraph, path) computed once a call, and recent results kept in an LRU cache.
 """
 
 from __future__ import annotations
@@ -12,17 +18,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from model.cache import LRUCache, text_key
 from model.context import contexts_or_empty, path_text
 from model.predictor import Prediction, read_meta
 
 TRAINING_CONFIG = "training_config.json"
 
+Features = dict[str, list[int]]  # one window's tokenizer output (input_ids, attention_mask, …), unpadded
+
 
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def read_window_config(model_dir: Path | str) -> tuple[int, int, str]:
+    """(window length, stride, text prefix) the folder was trained with."""
+    config = json.loads((Path(model_dir) / TRAINING_CONFIG).read_text(encoding="utf-8"))
+    return config["max_length"], config["stride"], config.get("text_prefix", "")
 
 
 class PairEncoder:
@@ -46,67 +62,176 @@ class PairEncoder:
             self._fitted[path] = text
         return self._fitted[path]
 
+    def _overflow(self, stride: int) -> dict:
+        return {"stride": min(stride, self.max_length // 4), "return_overflowing_tokens": True}
+
     def __call__(self, paths: list[str], texts: list[str], stride: int | None = None):
         """Padded tensors; with `stride`, long paragraphs overflow into overlapping windows."""
-        windows = {"stride": min(stride, self.max_length // 4), "return_overflowing_tokens": True} if stride is not None else {}
+        windows = self._overflow(stride) if stride is not None else {}
         return self.tokenizer([self.first(p) for p in paths], texts, truncation="only_second",
                               max_length=self.max_length, padding=True, return_tensors="pt", **windows)
 
+    def windows(self, paths: list[str], texts: list[str], stride: int) -> list[tuple[int, Features]]:
+        """Every window of every text, unpadded, as (index of its text, features).
 
-class BertPredictor:
-    def __init__(self, model, tokenizer, meta: dict, max_length: int, stride: int, prefix: str, batch_size: int = 32):
-        self.model, self.tokenizer, self.info = model.eval(), tokenizer, meta
+        One pass cut one token past the window tells the short texts (encoded: done) from the long
+        ones, which alone go through the overflow machinery. The cut keeps a 20,000-character
+        paragraph's first pass cheap, and a short text's encoding is the one the overflow would give.
+        """
+        firsts = [self.first(p) for p in paths]
+        fitted = self.tokenizer(firsts, texts, truncation="only_second", max_length=self.max_length + 1)
+        keys = [k for k in self.tokenizer.model_input_names if k in fitted]
+        out, long = [], []
+        for i, ids in enumerate(fitted["input_ids"]):
+            if len(ids) > self.max_length:
+                long.append(i)
+            else:
+                out.append((i, {k: fitted[k][i] for k in keys}))
+        if long:
+            encoded = self.tokenizer([firsts[i] for i in long], [texts[i] for i in long], truncation="only_second",
+                                     max_length=self.max_length, **self._overflow(stride))
+            for w, owner in enumerate(encoded["overflow_to_sample_mapping"]):
+                out.append((long[owner], {k: encoded[k][w] for k in keys}))
+        return out
+
+
+def token_budget_batches(lengths: list[int], budget: int) -> list[range]:
+    """Runs of consecutive rows (`lengths` sorted ascending) whose padded size, rows × the longest,
+    stays within `budget` tokens; a row over the budget on its own gets a batch of its own."""
+    batches, start = [], 0
+    for i, length in enumerate(lengths):
+        if i > start and (i - start + 1) * length > budget:
+            batches.append(range(start, i))
+            start = i
+    if lengths:
+        batches.append(range(start, len(lengths)))
+    return batches
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class WindowedPredictor:
+    """The predictor every backend shares; a backend supplies `logits` (a padded batch of int64
+    arrays → float32 logits, one row per window) and its name in `backend`."""
+
+    backend = "none"
+
+    def __init__(self, tokenizer, meta: dict, max_length: int, stride: int, prefix: str,
+                 max_batch_tokens: int, cache_size: int = 0):
+        self.tokenizer, self.info = tokenizer, meta
         self.labels: list[str] = meta["labels"]
         self.model_id: str = meta.get("model_id", "bert")
-        self.max_length, self.stride, self.prefix, self.batch_size = max_length, stride, prefix, batch_size
+        self.max_length, self.stride, self.prefix = max_length, stride, prefix
+        self.max_batch_tokens = max_batch_tokens
         self.pairs = PairEncoder(tokenizer, max_length, prefix)
+        self.cache: LRUCache[Prediction] = LRUCache(cache_size)
+        self.backend_reason = ""  # why this backend serves (set by model.backends when it chooses)
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
+        if not texts:
+            return []
+        paths = [path_text(c) for c in contexts_or_empty(contexts, len(texts))]
+        keys = [text_key(text, path) for text, path in zip(texts, paths)]  # what the model reads
+        found: dict[bytes, Prediction] = {}
+        todo: dict[bytes, int] = {}  # each distinct paragraph once a call: key → its first index
+        for i, key in enumerate(keys):
+            if key in found or key in todo:
+                continue
+            hit = self.cache.get(key) if self.cache.size else None
+            if hit is None:
+                todo[key] = i
+            else:
+                found[key] = hit
+        if todo:
+            first = list(todo.values())
+            for key, prediction in zip(todo, self._compute([texts[i] for i in first], [paths[i] for i in first])):
+                found[key] = prediction
+                self.cache.put(key, prediction)
+        return [found[key] for key in keys]
+
+    def _compute(self, texts: list[str], paths: list[str]) -> list[Prediction]:
+        windows = self.pairs.windows(paths, texts, self.stride)
+        probs = self.window_scores(windows, softmax)
+        owners = np.array([owner for owner, _ in windows])
+        sizes = np.array([len(features["input_ids"]) for _, features in windows], dtype=np.float32)
+        combined = np.zeros((len(texts), probs.shape[1]), dtype=np.float32)
+        np.add.at(combined, owners, probs * sizes[:, None])  # weighted by each window's token count
+        combined /= np.bincount(owners, weights=sizes, minlength=len(texts)).astype(np.float32)[:, None]
+        counts = np.bincount(owners, minlength=len(texts))
+        return [self._prediction(combined[i], int(counts[i]), bool(paths[i])) for i in range(len(texts))]
+
+    def window_scores(self, windows: list[tuple[int, Features]], transform=lambda x: x) -> np.ndarray:
+        """`transform(logits)` of every window, in the order given, computed in token-budget batches
+        of windows sorted by length (padding only to the batch's longest)."""
+        lengths = [len(features["input_ids"]) for _, features in windows]
+        order = sorted(range(len(windows)), key=lengths.__getitem__)
+        out = np.empty((len(windows), len(self.labels)), dtype=np.float32)
+        for rows in token_budget_batches([lengths[w] for w in order], self.max_batch_tokens):
+            chosen = [order[r] for r in rows]
+            out[chosen] = transform(self.logits(self.pad([windows[w][1] for w in chosen])))
+        return out
+
+    def pad(self, windows: list[Features]) -> dict[str, np.ndarray]:
+        """Right-padded int64 arrays, as the tokenizer pads (pad id for tokens, 0 elsewhere)."""
+        width = max(len(w["input_ids"]) for w in windows)
+        batch = {}
+        for key in windows[0]:
+            array = np.full((len(windows), width), self.pad_id if key == "input_ids" else 0, dtype=np.int64)
+            for row, window in enumerate(windows):
+                array[row, : len(window[key])] = window[key]
+            batch[key] = array
+        return batch
+
+    def encode_windows(self, texts: list[str], paths: list[str] | None = None) -> tuple[dict, list[int]]:
+        """All windows of all texts as padded tensors (the tokenizer's own overflow), and for each
+        window the index of its text: for inspecting what the model reads."""
+        encoded = self.pairs(paths or [""] * len(texts), texts, stride=self.stride)
+        owners = encoded.pop("overflow_to_sample_mapping").tolist()
+        return dict(encoded), owners
+
+    def window_probabilities(self, batch: dict) -> torch.Tensor:
+        """The probabilities of one padded batch of windows (tensors or arrays)."""
+        return torch.from_numpy(softmax(self.logits({k: np.asarray(v, dtype=np.int64) for k, v in batch.items()})))
+
+    def _prediction(self, probs: np.ndarray, windows: int, context: bool) -> Prediction:
+        values = probs.tolist()
+        best = max(range(len(values)), key=values.__getitem__)
+        return Prediction(self.labels[best], values[best], dict(zip(self.labels, values)), windows, context)
+
+
+class BertPredictor(WindowedPredictor):
+    """The torch backend: the trained PyTorch model under `torch.inference_mode()`.
+
+    `batch_size` full windows make the default token budget (in-memory predictors in training)."""
+
+    backend = "torch"
+
+    def __init__(self, model, tokenizer, meta: dict, max_length: int, stride: int, prefix: str, batch_size: int = 32,
+                 max_batch_tokens: int | None = None, cache_size: int = 0):
+        super().__init__(tokenizer, meta, max_length, stride, prefix, max_batch_tokens or batch_size * max_length, cache_size)
+        self.model, self.batch_size = model.eval(), batch_size
 
     @classmethod
-    def load(cls, model_dir: Path | str, threads: int | None = None, batch_size: int = 32) -> "BertPredictor":
+    def load(cls, model_dir: Path | str, threads: int | None = None, batch_size: int = 32,
+             max_batch_tokens: int | None = None, cache_size: int = 0) -> "BertPredictor":
         from transformers import AutoTokenizer
 
         from model.pooling import load_classifier
 
         set_threads(threads)
         meta = read_meta(model_dir)
-        config = json.loads((Path(model_dir) / TRAINING_CONFIG).read_text(encoding="utf-8"))
+        max_length, stride, prefix = read_window_config(model_dir)
         model = load_classifier(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        return cls(model, tokenizer, meta, config["max_length"], config["stride"], config.get("text_prefix", ""), batch_size)
+        return cls(model, tokenizer, meta, max_length, stride, prefix, batch_size, max_batch_tokens, cache_size)
 
-    def encode_windows(self, texts: list[str], paths: list[str] | None = None) -> tuple[dict, list[int]]:
-        """All windows of all texts (each with its path in front), and for each window the index of its text."""
-        encoded = self.pairs(paths or [""] * len(texts), texts, stride=self.stride)
-        owners = encoded.pop("overflow_to_sample_mapping").tolist()
-        return dict(encoded), owners
-
-    def window_probabilities(self, batch: dict) -> torch.Tensor:
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            return torch.softmax(self.model(**batch).logits.float(), dim=-1)
-
-    def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
-        if not texts:
-            return []
-        paths = [path_text(c) for c in contexts_or_empty(contexts, len(texts))]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + len(paths[i]))
-        results: dict[int, Prediction] = {}
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start: start + self.batch_size]
-            encoded, owners = self.encode_windows([texts[i] for i in chunk], [paths[i] for i in chunk])
-            probs = torch.cat(
-                [
-                    self.window_probabilities({k: v[s: s + self.batch_size] for k, v in encoded.items()})
-                    for s in range(0, len(owners), self.batch_size)
-                ]
-            )
-            weights = encoded["attention_mask"].sum(dim=1).float()
-            for local, index in enumerate(chunk):
-                mine = [w for w, owner in enumerate(owners) if owner == local]
-                combined = (probs[mine] * weights[mine, None]).sum(0) / weights[mine].sum()
-                results[index] = self._prediction(combined, len(mine), bool(paths[index]))
-        return [results[i] for i in range(len(texts))]
-
-    def _prediction(self, probs: torch.Tensor, windows: int, context: bool) -> Prediction:
-        values = probs.tolist()
-        best = max(range(len(values)), key=values.__getitem__)
-        return Prediction(self.labels[best], values[best], dict(zip(self.labels, values)), windows, context)
+            return self.model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.float().numpy()

@@ -40,14 +40,17 @@ def read_meta(model_dir: Path | str) -> dict:
 
 
 def load_predictor(model_dir: Path | str, **options) -> Predictor:
-    """Load whichever kind of model the directory holds."""
+    """Load whichever kind of model the directory holds, its scores calibrated by the temperature
+    fitted at training time (model/calibration.py) when the folder stores one."""
+    from model.calibration import calibrated
+
     kind = read_meta(model_dir)["kind"]
     if kind == "baseline":
         from model.baseline import BaselinePredictor
 
-        return BaselinePredictor.load(model_dir)
+        return calibrated(BaselinePredictor.load(model_dir))
     if kind == "bert":
-        from model.bert import BertPredictor
+        from model.backends import load_bert_predictor  # torch or ONNX, by the BACKEND setting
 
-        return BertPredictor.load(model_dir, **options)
+        return calibrated(load_bert_predictor(model_dir, **options))
     raise ValueError(f"{model_dir}: unknown model kind {kind!r}")

@@ -183,12 +183,18 @@ class ReportLabels:
         ]
 
 
+def prepare_report(text: str) -> tuple[list[Paragraph], list[Unit], list[list[str]]]:
+    """Parse a report and find its parts and units once: (paragraphs, units, heading paths).
+    Apart from prediction, so a batch job can predict many reports' paragraphs in one call."""
+    paragraphs = parse_report(text)
+    segments = segment_report(paragraphs)
+    return paragraphs, paragraph_units(paragraphs, segments=segments), heading_paths(paragraphs, segments)
+
+
 def label_report(predictor: Predictor, text: str, combiner: Combiner | None = None) -> ReportLabels:
     """Parse, find the report's parts and units once, predict every paragraph with its heading
     path, and give each unit the label its rules and its paragraphs together point to."""
-    paragraphs = parse_report(text)
-    segments = segment_report(paragraphs)  # the parts and units, found once
-    units, paths = paragraph_units(paragraphs, segments=segments), heading_paths(paragraphs, segments)
+    paragraphs, units, paths = prepare_report(text)
     predictions = predictor.predict([p.text for p in paragraphs], paths)
     combiner = combiner or Combiner.from_meta(getattr(predictor, "info", None))
     section_labels, sources = combine(units, predictions, predictor.labels, combiner)

@@ -17,6 +17,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: SEED setting, 13)")
 
 
+def _share(value: str) -> float:
+    """A number from 0 to 1 (argparse turns the error into a usage message and exit status 2)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     s = get_settings()
     parser = argparse.ArgumentParser(prog="renda", description="Label the paragraphs of 人大常委会工作报告 by section.")
@@ -28,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-fraction", type=float, default=s.dev_fraction, help="share of paragraphs for dev (default %(default)s)")
     p.add_argument("--test-fraction", type=float, default=s.test_fraction, help="share of paragraphs for test (default %(default)s)")
     p.add_argument("--test-from", nargs="*", default=None, help="draw the test reports only from these corpora (e.g. the real reports)")
+    p.add_argument("--train-from", nargs="*", default=None,
+                   help="reports of these corpora always go to the training split (e.g. data/corrections, to be learnt)")
     _add_common(p)
 
     p = sub.add_parser("baseline", help="train the TF-IDF + logistic-regression baseline")
@@ -50,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
     p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
     p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
+
+    p = sub.add_parser("export", help="ONNX copies of a trained BERT folder (fp32, int8), checked against torch")
+    p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
+    p.add_argument("--data", nargs="*", default=None,
+                   help="paragraphs to check parity on: a dataset folder (its dev split), report folders or labelled JSONL "
+                        "(default: the dev split of the model's own dataset)")
+    p.add_argument("--threads", type=int, default=s.threads, help="threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--if-stale", action="store_true", help="skip when the folder holds an export of this very model")
 
     p = sub.add_parser("eval", help="score models side by side on held-out reports")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="trained model folders (baseline and/or bert)")
@@ -92,6 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="output file (default: standard output)")
     p.add_argument("--format", choices=["jsonl", "csv"], default=None, help="output format (default: from --out's suffix, else jsonl)")
+    p.add_argument("--min-score", type=_share, default=None, metavar="S",
+                   help="abstention threshold, 0 to 1: adds `uncertain` to every row, true when its score is below S "
+                        "(the label is still given)")
+
+    p = sub.add_parser("label-archive", help="label every report under a folder into Parquet tables (resumable)",
+                       description="Label every .txt report (and every report of the .jsonl paragraph files) under DIR in "
+                                   "whole-report mode into Parquet tables under OUT: paragraphs, reports, failed. A rerun "
+                                   "skips what OUT already holds.")
+    p.add_argument("archive", type=Path, metavar="DIR", help="folder of reports (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="folder of the tables (created; resumed when it exists)")
+    p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray (pip install -e '.[scale]')")
+    p.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. ray://head:10001 or auto); default: start Ray here")
+    p.add_argument("--batch-files", type=int, default=s.archive_batch_files, help="files per batch and Parquet part (default %(default)s)")
+    p.add_argument("--threads", type=int, default=s.threads, help="local engine: torch threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--actors", type=int, default=s.archive_actors, help="ray: actors in the pool, 0 = from the cluster's resources (default %(default)s)")
+    p.add_argument("--actor-cpus", type=float, default=s.archive_actor_cpus, help="ray: CPUs per actor (default %(default)s)")
+    p.add_argument("--actor-gpus", type=float, default=s.archive_actor_gpus, help="ray: GPUs per actor (default %(default)s)")
+
+    p = sub.add_parser("plot", help="each label's share of the reports over year, level or body (PNG + CSV)")
+    p.add_argument("archive", type=Path, metavar="OUT", help="the tables of `renda label-archive`")
+    p.add_argument("--by", choices=["year", "level", "body"], required=True, help="the axis")
+    p.add_argument("--out", type=Path, default=None, help="folder for the PNGs and CSVs (default OUT/plots)")
+    p.add_argument("--pooled", action="store_true", help="pool each group's paragraphs/characters (default: mean of its reports' shares)")
+    p.add_argument("--top", type=int, default=30, help="--by body: bodies drawn, those with most reports (default %(default)s; the CSV has all)")
 
     p = sub.add_parser("serve", help="start the HTTP service")
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
@@ -108,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data":
             from training.pipeline import run_data
 
-            run_data(args.corpus, args.out, seed, args.dev_fraction, args.test_fraction, args.test_from or None)
+            run_data(args.corpus, args.out, seed, args.dev_fraction, args.test_fraction, args.test_from or None,
+                     args.train_from or None)
         elif args.command == "baseline":
             from training.pipeline import run_baseline
 
@@ -123,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_train(args.data, args.out, args.base_model, args.config, args.threads, args.if_stale,
                       epochs=args.epochs, max_steps=args.max_steps)
+        elif args.command == "export":
+            from training.export import run_export
+
+            run_export(args.model, args.data or None, args.threads, args.if_stale)
         elif args.command == "eval":
             from training.pipeline import run_eval
 
@@ -148,6 +199,15 @@ def main(argv: list[str] | None = None) -> int:
             print(corpus_stats(args.corpus))
         elif args.command == "classify":
             return classify(args)
+        elif args.command == "label-archive":
+            from renda.archive import run_label_archive
+
+            print(json.dumps(run_label_archive(args), ensure_ascii=False))
+        elif args.command == "plot":
+            from renda.trends import plot_trends
+
+            for path in plot_trends(args.archive, args.by, args.out, args.pooled, args.top):
+                print(path)
         elif args.command == "serve":
             from serving.main import serve
 
@@ -173,10 +233,12 @@ def _flat(path: Path, row: dict) -> dict:
     return {"file": str(path), **row, "score": round(row["score"], 4), **{f"score_{k}": round(v, 4) for k, v in scores.items()}}
 
 
-def classify_rows(path: Path, content: str | list[dict], predictor) -> list[dict]:
+def classify_rows(path: Path, content: str | list[dict], predictor, min_score: float | None = None) -> list[dict]:
     """Rows of output for one input: one per paragraph. A paragraph row from .jsonl / .csv says
     the context the model read with it: `heading` (the innermost heading), `heading_path` (all of
-    them, outermost first; [] when the input gave none) and `context`."""
+    them, outermost first; [] when the input gave none) and `context`. With `min_score`, every
+    row carries `uncertain` (its score below it), as the service's results do."""
+    from model.calibration import is_uncertain
     from model.reports import label_report
 
     if isinstance(content, str):  # a whole report
@@ -189,6 +251,8 @@ def classify_rows(path: Path, content: str | list[dict], predictor) -> list[dict
             read = paragraph["heading_path"]
             rows.append({"index": i, "text": paragraph["text"], "label": p.label, "score": p.score, "scores": p.scores,
                          "windows": p.windows, "context": p.context, "heading": read[-1] if read else "", "heading_path": read})
+    if min_score is not None:  # decided on the unrounded score, as the service does
+        rows = [{**row, "uncertain": is_uncertain(row["score"], min_score)} for row in rows]
     return [_flat(path, row) for row in rows]
 
 
@@ -260,7 +324,7 @@ def classify(args) -> int:
     predictor = load_predictor(args.model)
     rows: list[dict] = []
     for path, content in tqdm(inputs, desc="classifying", disable=len(inputs) < 2):
-        rows += classify_rows(path, content, predictor)
+        rows += classify_rows(path, content, predictor, args.min_score)
     fmt = args.format or ("csv" if args.out and args.out.suffix == ".csv" else "jsonl")
     output = to_csv(rows) if fmt == "csv" else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.out:

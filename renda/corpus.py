@@ -39,10 +39,14 @@ def label_report_text(text: str, report_id: str) -> tuple[list[Record], list[Rec
 def corpus_files(paths: list[Path | str]) -> list[Path]:
     """The `.txt` and `.jsonl` files under the given files and folders, JSONL first.
 
-    JSONL comes first so that hand-checked labels win when the same paragraph is also in a report.
+    JSONL comes first so that hand-checked labels win when the same paragraph is also in a report;
+    JSONL files keep the order their corpora were given in (sorted within a folder), so of two
+    labelled corpora the one named first wins (corrections before the corpus they correct).
     """
     found: list[Path] = []
-    for raw in paths:
+    given: dict[Path, int] = {}  # each file's corpus: its place on the command line
+    for number, raw in enumerate(paths):
+        start = len(found)
         path = Path(raw)
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl") and p.is_file())
@@ -52,12 +56,21 @@ def corpus_files(paths: list[Path | str]) -> list[Path]:
             raise DataError(path, "expected a folder, a .txt report or a .jsonl file")
         else:
             raise DataError(path, "no such file or folder")
+        for p in found[start:]:
+            given.setdefault(p, number)
     found = [p for p in found if p.name.lower() != "readme.txt"]
-    return sorted(dict.fromkeys(found), key=lambda p: (p.suffix != ".jsonl", str(p)))
+    return sorted(dict.fromkeys(found), key=lambda p: (p.suffix != ".jsonl", given[p] if p.suffix == ".jsonl" else 0, str(p)))
 
 
 def dedupe_key(text: str) -> str:
     return match_form(text)
+
+
+def latest_rows(rows: list[Record]) -> list[Record]:
+    """A JSONL file read as a log: of rows with the same text, the last one is kept (a corrections
+    file is only ever appended to, so its latest label for a paragraph is the one meant)."""
+    last = {dedupe_key(r.text): i for i, r in enumerate(rows)}
+    return [r for i, r in enumerate(rows) if last[dedupe_key(r.text)] == i]
 
 
 def load_corpus(paths: list[Path | str]) -> Corpus:
@@ -67,7 +80,7 @@ def load_corpus(paths: list[Path | str]) -> Corpus:
     for path in corpus_files(paths):
         corpus.sources.append(str(path))
         if path.suffix == ".jsonl":
-            labelled, unlabelled = with_heading_paths(read_jsonl(path)), []
+            labelled, unlabelled = latest_rows(with_heading_paths(read_jsonl(path))), []
         else:
             labelled, unlabelled = label_report_text(read_text_file(path), path.stem)
         corpus.unlabelled += unlabelled

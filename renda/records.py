@@ -96,6 +96,7 @@ def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
         if require_label and obj.get("label") is None:
             raise DataError(path, "missing `label`", number)
         obj.setdefault("report_id", path.stem)
+        obj.setdefault("label", None)  # unlabelled rows (require_label=False): paragraphs to label
         try:
             records.append(Record.model_validate(obj))
         except ValidationError as error:

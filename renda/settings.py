@@ -4,6 +4,7 @@ passes them) with defaults. Training hyperparameters live in training/config.tom
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
 
+    # Inference (BERT models: the service, the CLI, evaluation)
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="auto: the fastest backend that passed the parity check at export (onnx_parity.json), else torch")
+    cache_size: int = Field(4096, ge=0, description="recent paragraph results kept (LRU); 0 = no cache")
+    max_batch_tokens: int = Field(4096, ge=1, description="token budget of one model batch: rows × the longest row")
+
     # Service
     host: str = "127.0.0.1"
     port: int = 8000
@@ -37,7 +44,17 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(0.0, ge=0, description="how long the batcher waits to gather more requests")
     max_batch_paragraphs: int = Field(64, ge=1)
     cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
+    # POST /v1/corrections appends reviewed labels here, one JSONL file per report (a training corpus)
+    corrections_dir: Path = ROOT / "data" / "corrections"
     log_level: str = "INFO"
+
+    # Archive labelling (`renda label-archive`): one Parquet part per batch, so an interrupted run
+    # redoes at most one batch of files
+    archive_batch_files: int = Field(16, ge=1, description="report files per batch (and per Parquet part)")
+    # --engine ray: the predictor runs in a pool of Ray actors, each loading the model once
+    archive_actors: int = Field(0, ge=0, description="actors in the pool; 0 = one per GPU, else one per ARCHIVE_ACTOR_CPUS of the cluster's CPUs less one (for parsing)")
+    archive_actor_cpus: float = Field(1.0, gt=0, description="CPUs per actor (also its torch threads)")
+    archive_actor_gpus: float = Field(0.0, ge=0, description="GPUs per actor; 0 = CPU only")
 
 
 def get_settings() -> Settings:

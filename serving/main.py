@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model.predictor import META_FILE, Predictor, load_predictor
 from renda import __version__
 from renda.settings import Settings, get_settings
+from serving.page import install_page
 from serving.routers import router
 from serving.service import ModelNotReady, ModelService
 from serving.validation import InputProblem
@@ -145,11 +146,11 @@ class BrokenModel(RuntimeError):
     """A model folder that is there but cannot be loaded (its message names the folder, for /readyz)."""
 
 
-def load_model_folder(folder: Path, threads: int | None = None) -> Predictor:
+def load_model_folder(folder: Path, threads: int | None = None, **options) -> Predictor:
     """`load_predictor`, but a folder that fails to load is reported in one line naming the folder and,
     where it can tell, the bad file (a missing model keeps its own FileNotFoundError)."""
     try:
-        return load_predictor(folder, threads=threads)
+        return load_predictor(folder, threads=threads, **options)
     except FileNotFoundError:
         raise
     except Exception as error:
@@ -170,7 +171,9 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
     """The app. `load` builds the predictor (default: the model folder in settings)."""
     settings = settings or get_settings()
     folder = Path(model_dir or settings.model_dir)
-    service = ModelService(load or (lambda: load_model_folder(folder, threads=settings.threads or None)),
+    # BERT inference options from this app's settings (backend, cache, batch budget; the baseline ignores them)
+    options = dict(backend=settings.backend, cache_size=settings.cache_size, max_batch_tokens=settings.max_batch_tokens)
+    service = ModelService(load or (lambda: load_model_folder(folder, threads=settings.threads or None, **options)),
                            settings.batch_wait_ms, settings.max_batch_paragraphs)
 
     @asynccontextmanager
@@ -183,6 +186,7 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
                   description="Labels the paragraphs of people's congress standing committee work reports by section.")
     app.state.settings, app.state.service = settings, service
     app.include_router(router)
+    install_page(app)  # GET /: the review page
     install_error_handlers(app)
     install_request_log(app)
     if settings.cors_origins:  # off unless origins are configured

@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
+from model.calibration import is_uncertain
 from model.context import heading_path_of
 from model.reports import label_report
 from renda.labels import load_rules
+from serving.corrections import append_corrections, check_rows
 from serving.schemas import (
-    CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits,
+    CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, CorrectionsRequest, CorrectionsResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits,
     ModelResponse, ParagraphInput, ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse, ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
@@ -42,7 +44,8 @@ def texts_and_contexts(paragraphs: list[str | ParagraphInput]) -> tuple[list[str
     return texts, contexts if any(contexts) else None
 
 
-@router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, tags=["labels"])
+# `uncertain` is left out unless the request set `min_score` (hence exclude_none).
+@router.post("/v1/classify", response_model=ClassifyResponse, response_model_exclude_none=True, responses=ERRORS, tags=["labels"])
 def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)], request: Request) -> ClassifyResponse:
     """Label each paragraph; one result per paragraph, in order.
 
@@ -53,21 +56,31 @@ def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXA
     service = _service(request)
     predictions = service.classify(*texts_and_contexts(body.paragraphs))
     results = [ParagraphResult(label=p.label, score=p.score, scores=p.scores, top=p.top(body.top_k), windows=p.windows,
-                               context=p.context)
+                               context=p.context, uncertain=is_uncertain(p.score, body.min_score))
                for p in predictions]
     return ClassifyResponse(model=service.require().model_id, results=results)
 
 
-@router.post("/v1/reports", response_model=ReportResponse, responses=ERRORS, tags=["labels"])
+@router.post("/v1/reports", response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, tags=["labels"])
 def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     """Split a whole report with the project's parser and label every paragraph."""
     check_report(body.text, request.app.state.settings)
     service = _service(request)
     result = label_report(_Batched(service), body.text)
-    paragraphs = [ReportParagraph(**row) for row in result.rows()]
+    paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], body.min_score)) for row in result.rows()]
     sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last, source=s.source)
                 for s in result.sections]
     return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
+
+
+@router.post("/v1/corrections", response_model=CorrectionsResponse, status_code=201, responses=ERRORS, tags=["labels"])
+def store_corrections(body: CorrectionsRequest, request: Request) -> CorrectionsResponse:
+    """Store reviewed labels as training rows: appended to `<report_id>.jsonl` in the corrections folder
+    (setting `CORRECTIONS_DIR`), one file per report. Every row is checked first; a bad one stores nothing."""
+    settings = request.app.state.settings
+    records = check_rows([r.model_dump() for r in body.records], settings.max_paragraph_chars)
+    written = append_corrections(settings.corrections_dir, records)
+    return CorrectionsResponse(stored=sum(written.values()), reports=written)
 
 
 @router.get("/v1/labels", response_model=LabelsResponse, tags=["model"])
@@ -88,6 +101,8 @@ def model_info(request: Request) -> ModelResponse:
         label2id={label: i for i, label in enumerate(predictor.labels)},
         limits=Limits(max_paragraphs=settings.max_paragraphs, max_paragraph_chars=settings.max_paragraph_chars,
                       max_report_chars=settings.max_report_chars, max_body_bytes=settings.max_body_bytes),
+        backend=getattr(predictor, "backend", None),  # BERT predictors only (model/backends.py)
+        backend_reason=getattr(predictor, "backend_reason", None) or None,
     )
 
 

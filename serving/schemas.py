@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS
 
 Heading = Annotated[str, Field(max_length=MAX_HEADING_CHARS)]
+MAX_CORRECTIONS = 2_000  # rows per POST /v1/corrections (the body limit applies too)
 
 
 class ParagraphInput(BaseModel):
@@ -66,6 +67,11 @@ CLASSIFY_EXAMPLES = {
 }
 
 
+MIN_SCORE_DOC = ("abstention threshold (0 to 1): each result then carries `uncertain`, true when its (calibrated) "
+                 "`score` is below it; the label is given either way")
+UNCERTAIN_DOC = "only when the request set `min_score`: true when `score` is below it (the label is still given)"
+
+
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [example["value"] for example in CLASSIFY_EXAMPLES.values()]})
@@ -75,6 +81,7 @@ class ClassifyRequest(BaseModel):
         description="paragraphs to label, in order: each a string, or an object `{text, heading, heading_path}` "
                     "giving the headings above it (read as context); a request may mix both")
     top_k: int = Field(3, ge=1, le=7, description="how many labels to list in `top`")
+    min_score: float | None = Field(None, ge=0, le=1, strict=True, description=MIN_SCORE_DOC)  # strict: a JSON number, not true or "0.5"
 
 
 class ParagraphResult(BaseModel):
@@ -85,6 +92,7 @@ class ParagraphResult(BaseModel):
     windows: int = Field(description="how many model windows covered the paragraph")
     context: bool = Field(description="whether the model read a heading path with the paragraph "
                                       "(false for a plain string, or an object without headings)")
+    uncertain: bool | None = Field(None, description=UNCERTAIN_DOC)
 
 
 class ClassifyResponse(BaseModel):
@@ -96,6 +104,7 @@ class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(..., min_length=1, description="a whole report as plain text")
+    min_score: float | None = Field(None, ge=0, le=1, strict=True, description=MIN_SCORE_DOC.replace("`score`", "own `score`"))
 
 
 Source = Literal["heading", "model", "vote"]
@@ -118,6 +127,7 @@ class ReportParagraph(BaseModel):
     context: bool = Field(description="whether the model read the heading path with the paragraph")
     section_label: str = Field(description="the label of the paragraph's section (usually the more accurate one)")
     source: Source = Field(description=SOURCE_DOC)
+    uncertain: bool | None = Field(None, description=UNCERTAIN_DOC.replace("`score`", "the paragraph's own `score`"))
 
 
 class ReportSection(BaseModel):
@@ -133,6 +143,39 @@ class ReportResponse(BaseModel):
     paragraphs: list[ReportParagraph]
     sections: list[ReportSection]
     counts: dict[str, int]
+
+
+class CorrectionRecord(BaseModel):
+    """A reviewed paragraph in the project's labelled-paragraph format (renda/records.py)."""
+
+    # strict: a training row takes JSON types as they are ("true" is not a bool, "5" not a position)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": {
+        "report_id": "baisha-county-2024", "text": "围绕优化营商环境开展执法检查。", "label": "supervision",
+        "heading": "二、聚焦发展大局", "heading_path": ["过去一年的主要工作", "二、聚焦发展大局"], "is_heading": False,
+        "position": 10}})
+
+    report_id: str = Field(..., max_length=100, description="the report's id, also its file name: letters, digits, "
+                                                            "Chinese characters, `.`, `_`, `-`, not starting with `.`")
+    text: str = Field(..., description="the paragraph, as the report has it")
+    label: str = Field(..., description="the label the reviewer gave it")
+    heading: Heading = Field("", description="the nearest heading above the paragraph")
+    heading_path: Annotated[list[Heading], Field(max_length=MAX_PATH_ITEMS)] = Field(
+        default_factory=list, description="every heading above the paragraph, outermost first")
+    is_heading: bool = False
+    position: int | None = Field(None, ge=0, description="the paragraph's index in its report")
+
+
+class CorrectionsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[CorrectionRecord] = Field(..., min_length=1, max_length=MAX_CORRECTIONS,
+                                            description=f"reviewed paragraphs (at most {MAX_CORRECTIONS:,}); "
+                                                        "all are checked before any is stored")
+
+
+class CorrectionsResponse(BaseModel):
+    stored: int = Field(description="rows appended")
+    reports: dict[str, int] = Field(description="rows appended per report id (each report's file: `<report_id>.jsonl`)")
 
 
 class LabelInfo(BaseModel):
@@ -160,6 +203,10 @@ class ModelResponse(BaseModel):
     held_out_metrics: dict
     label2id: dict[str, int]
     limits: Limits
+    backend: str | None = Field(None, description="what runs the model: torch, onnx or onnx-int8 (BACKEND setting; "
+                                                  "null for the n-gram baseline)")
+    backend_reason: str | None = Field(None, description="why that backend: the setting, the parity check at export, "
+                                                         "or what made it fall back to torch")
 
 
 class Health(BaseModel):

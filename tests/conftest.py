@@ -83,3 +83,16 @@ def tiny_model(tmp_path_factory, starter_dataset, tiny_base) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     train_bert(starter_dataset, out, str(tiny_base), load_config(**TINY_OVERRIDES), threads=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tmp_path_factory, tiny_model) -> Path:
+    """A copy of the tiny model with its ONNX exports (fp32, int8) and parity record, made by `renda export`'s code."""
+    import shutil
+
+    from training.export import run_export
+
+    out = tmp_path_factory.mktemp("models") / "tiny-onnx"
+    shutil.copytree(tiny_model, out)
+    run_export(out, threads=1)
+    return out

@@ -30,10 +30,11 @@ FEATURES = Features(
 
 
 def assign_splits(records: list[Record], seed: int, dev_fraction: float, test_fraction: float,
-                  test_pool: set[str] | None = None) -> dict[str, str]:
+                  test_pool: set[str] | None = None, train_only: set[str] | None = None) -> dict[str, str]:
     """report_id → split. Whole reports only; shuffled by `seed`; test, then dev, filled to their
     share of paragraphs; the rest trains. `test_pool` restricts the test split to those reports
-    (for instance real reports only). Deterministic for a seed and a corpus."""
+    (for instance real reports only); reports in `train_only` always train (corrections, which
+    are there to be learnt). Deterministic for a seed and a corpus."""
     sizes = Counter(r.report_id for r in records)
     if len(sizes) < 3:
         raise DataError("corpus", f"need at least 3 reports to split by report, found {len(sizes)}")
@@ -46,7 +47,7 @@ def assign_splits(records: list[Record], seed: int, dev_fraction: float, test_fr
         for report in order:
             if filled[split] >= share * total:
                 break
-            if report not in split_of and (pool is None or report in pool):
+            if report not in split_of and (pool is None or report in pool) and report not in (train_only or ()):
                 split_of[report] = split
                 filled[split] += sizes[report]
     for report in order:
@@ -57,11 +58,12 @@ def assign_splits(records: list[Record], seed: int, dev_fraction: float, test_fr
 
 
 def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fraction: float, test_fraction: float,
-                  test_from: list[str | Path] | None = None) -> dict:
+                  test_from: list[str | Path] | None = None, train_from: list[str | Path] | None = None) -> dict:
     """Build and write the dataset folder (atomically); returns its summary."""
     loaded = load_corpus(corpus)
     pool = {r.report_id for r in load_corpus(test_from).records} if test_from else None
-    split_of = assign_splits(loaded.records, seed, dev_fraction, test_fraction, pool)
+    train_only = {r.report_id for r in load_corpus(train_from).records} if train_from else None
+    split_of = assign_splits(loaded.records, seed, dev_fraction, test_fraction, pool, train_only)
     rows = {s: [] for s in SPLITS}
     for r in loaded.records:
         rows[split_of[r.report_id]].append(
@@ -73,6 +75,7 @@ def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fracti
         "sources": loaded.sources,
         "seed": seed,
         "test_from": [str(c) for c in test_from or []],
+        "train_from": [str(c) for c in train_from or []],
         "splits": {s: {"paragraphs": len(rows[s]), "reports": sorted({x["report_id"] for x in rows[s]}),
                        "labels": dict(Counter(x["label"] for x in rows[s]))} for s in SPLITS},
         "unlabelled": len(loaded.unlabelled),

@@ -26,6 +26,16 @@ def mode_lines(metrics: dict) -> str:
             f"{metrics['macro_f1']:.3f}, whole report {metrics['report']['macro_f1']:.3f}.")
 
 
+def calibration_line(meta: dict) -> str:
+    """Temperature scaling, fitted on dev (model/calibration.py): what the predictor serves."""
+    if meta.get("temperature") is None:
+        return "none (the scores are the model's softmax)"
+    cal = (meta.get("test_metrics") or {}).get("calibration") or {}
+    ece = f"; held-out ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after (`reliability.png`)" if cal else ""
+    return (f"temperature T = {meta['temperature']:.3f} fitted on the dev split: the served scores are the "
+            f"probabilities below raised to 1/T and renormalised{ece}.")
+
+
 def load_snippet(config) -> str:
     """How to use the folder with plain transformers, for the head it was trained with."""
     # A text pair: the heading path (part › section › sub-heading; "" when unknown), then the paragraph.
@@ -93,6 +103,7 @@ Trained by renda-sections (`make train`).
 - **Window:** {config.max_length} tokens; longer paragraphs are predicted over overlapping windows
   (stride {config.stride}), each with the path in front, whose probabilities are averaged.
 - **Whole-report weights** (fitted on the dev split): `{meta.get('combiner')}`
+- **Calibration:** {calibration_line(meta)}
 
 ## Held-out reports (test split: reports the model never saw)
 

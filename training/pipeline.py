@@ -30,8 +30,8 @@ from training.evaluate import (
 
 
 def run_data(corpus: list[str], out: Path, seed: int, dev_fraction: float, test_fraction: float,
-             test_from: list[str] | None = None) -> dict:
-    summary = build_dataset(corpus, out, seed, dev_fraction, test_fraction, test_from)
+             test_from: list[str] | None = None, train_from: list[str] | None = None) -> dict:
+    summary = build_dataset(corpus, out, seed, dev_fraction, test_fraction, test_from, train_from)
     for split, info in summary["splits"].items():
         print(f"{split:>5}: {info['paragraphs']:4d} paragraphs, {len(info['reports']):3d} reports  {info['labels']}")
     if summary["unlabelled"]:

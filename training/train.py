@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from model.bert import TRAINING_CONFIG, BertPredictor, PairEncoder, set_threads
+from model.calibration import as_arrays, calibrated, calibration_report, fit_temperature
 from model.context import drop_context, path_text
 from model.predictor import META_FILE
 from model.publish import staged_directory
@@ -27,7 +28,7 @@ from renda.labels import LABELS
 from renda.records import Record
 from training.config import TrainConfig
 from training.dataset import load_split, row_weights
-from training.evaluate import evaluate_predictor, fit_report_combiner, held_out_metrics
+from training.evaluate import evaluate_predictor, fit_report_combiner, held_out_metrics, predict_records
 from training.model_card import write_model_card
 
 
@@ -171,6 +172,13 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
     return FineTuned(model.eval(), tokenizer, log, best_epoch, best_f1)
 
 
+def fit_dev_temperature(predictor, dev: list[Record]) -> float:
+    """Temperature scaling fitted on dev predictions read with their heading paths (as served)."""
+    if not dev:
+        return 1.0
+    return fit_temperature(*as_arrays(predict_records(predictor, dev), [r.label for r in dev], predictor.labels))
+
+
 def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainConfig,
                threads: int = 0, data_summary: dict | None = None, progress: bool = True, fingerprint: str = "") -> dict:
     """Train, evaluate on the held-out split, and publish to `out_dir`. Returns the test metrics."""
@@ -187,14 +195,19 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         "fingerprint": fingerprint,
     }
     tuned = fine_tune(train, dev, base_model, config, meta, progress)
-    meta["combiner"] = fit_report_combiner(tuned.predictor(meta, config), dev, "dev").to_dict()
+    # Temperature first: the whole-report weights are fitted on the calibrated scores the model will serve.
+    meta["temperature"] = fit_dev_temperature(tuned.predictor(meta, config), dev)
+    meta["combiner"] = fit_report_combiner(calibrated(tuned.predictor(meta, config), meta["temperature"]), dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
         tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
-        held_out = held_out_metrics(best, test)
+        held_out = held_out_metrics(calibrated(best, meta["temperature"]), test)
+        if test:  # ECE of the raw and the scaled scores on the held-out split, and the reliability diagram
+            held_out["calibration"] = calibration_report(predict_records(best, test), [r.label for r in test], best.labels,
+                                                         meta["temperature"], staging / "reliability.png")
         meta.update(
             best_epoch=tuned.best_epoch,
             dev_macro_f1=tuned.best_f1,

@@ -1,0 +1,303 @@
+"""`make bench`: the model card's plain-transformers code against every backend of the project's
+predictor, in one process and one run, on every labelled paragraph of a corpus (default
+../shared/corpus), at batch 1, 8 and 32 with threads = cores.
+
+For each code and batch size: paragraphs/s, p50/p95 latency of a call (one call = one batch of
+paragraphs in corpus order, as a client sends them), peak RSS while it ran, label agreement with
+the plain code at batch 1 (on all paragraphs, and on those that fit one window, where both read the
+same tokens) and macro-F1 against the gold labels. The predictor runs with its cache off, so every
+paragraph is computed; the cache is measured apart, on whole reports (each report's paragraphs in
+one call, as POST /v1/reports sends them): its hit rate, and the speed on the paragraphs that miss.
+
+Writes OUT/predict.json, OUT/predict.md (the table) and OUT/predict.png.
+usage: python -m model.bench_predict --model DIR --corpus DIR --out DIR [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from model.backends import PARITY_FILE, TORCH, read_parity
+from model.bert import BertPredictor, PairEncoder, read_window_config, set_threads
+from model.context import path_text
+from model.onnx_backend import ONNX_FILES, OnnxPredictor
+from model.predictor import read_meta
+from renda.records import atomic_write_text
+
+BATCHES = (1, 8, 32)
+PLAIN = "plain transformers (model card)"
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process now, in MB (Linux /proc)."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    """The highest RSS of this process while the block runs, sampled every few milliseconds."""
+
+    def __init__(self, every_s: float = 0.005):
+        self.every, self.peak, self._stop = every_s, 0.0, threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb())
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "PeakRss":
+        self.peak = rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+class PlainCard:
+    """The code of the model card (training/model_card.py), batched: pad to the longest, truncate
+    the paragraph at the window, one text pair per paragraph, no windows, no sorting. The first
+    text is the heading path as the project's predictor reads it (prefix + path, at most half the
+    window), so the two differ only in how they run the model."""
+
+    def __init__(self, model_dir: Path):
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+        self.max_length, _, prefix = read_window_config(model_dir)
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.pairs = PairEncoder(self.tok, self.max_length, prefix)
+        self.labels = read_meta(model_dir)["labels"]
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        self.mean = config.get("pooling", "cls") == "mean"
+        if self.mean:
+            self.encoder = AutoModel.from_pretrained(model_dir, add_pooling_layer=False).eval()
+            weights = load_file(model_dir / "model.safetensors")
+            self.weight, self.bias = weights["classifier.weight"], weights["classifier.bias"]
+        else:
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+
+    def predict(self, texts: list[str], contexts: list[list[str]]) -> list[str]:
+        inputs = self.tok([self.pairs.first(path_text(c)) for c in contexts], texts, padding=True,
+                          truncation="only_second", max_length=self.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            if self.mean:
+                hidden = self.encoder(**inputs).last_hidden_state
+                mask = inputs["attention_mask"][..., None].float()
+                mean = (hidden * mask).sum(1) / mask.sum(1)
+                probs = (mean @ self.weight.T + self.bias).softmax(-1)
+            else:
+                probs = self.model(**inputs).logits.softmax(-1)
+        return [self.labels[i] for i in probs.argmax(-1).tolist()]
+
+
+def run_calls(predict: Callable[[list[str], list[list[str]]], list[str]], texts: list[str], contexts: list[list[str]],
+              batch: int, warmup_calls: int = 2) -> dict:
+    """Every paragraph once, `batch` a call in corpus order, after a warm-up; labels and figures."""
+    for start in range(0, min(len(texts), warmup_calls * batch), batch):
+        predict(texts[start: start + batch], contexts[start: start + batch])
+    gc.collect()
+    latencies, labels = [], []
+    with PeakRss() as memory:
+        started = time.perf_counter()
+        for start in range(0, len(texts), batch):
+            began = time.perf_counter()
+            labels += predict(texts[start: start + batch], contexts[start: start + batch])
+            latencies.append(time.perf_counter() - began)
+        seconds = time.perf_counter() - started
+    latencies.sort()
+    return {"batch": batch, "paragraphs": len(texts), "seconds": round(seconds, 3),
+            "paragraphs_per_second": round(len(texts) / seconds, 2),
+            "latency_ms_p50": round(1000 * statistics.median(latencies), 2),
+            "latency_ms_p95": round(1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 2),
+            "peak_rss_mb": round(memory.peak, 1), "labels": labels}
+
+
+def project_predictors(model_dir: Path, threads: int, max_batch_tokens: int, cache_size: int = 0):
+    """(name, parity note, loader) for torch and every ONNX export in the folder (a failed one
+    too, marked: it is measured but never served)."""
+    try:
+        record = read_parity(model_dir) or {"backends": {}}
+    except ValueError:
+        record = {"backends": {}}
+    found = [(TORCH, "reference", lambda: BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens,
+                                                              cache_size=cache_size))]
+    for backend, file in ONNX_FILES.items():
+        if (model_dir / file).is_file():
+            result = record["backends"].get(backend, {})
+            note = "passed" if result.get("passed") else ("FAILED (not served)" if result else f"unchecked (no {PARITY_FILE})")
+            found.append((backend, note, lambda b=backend: OnnxPredictor.load(model_dir, b, threads, max_batch_tokens, cache_size)))
+    return found
+
+
+def labels_of(predictor) -> Callable[[list[str], list[list[str]]], list[str]]:
+    return lambda texts, contexts: [p.label for p in predictor.predict(texts, contexts)]
+
+
+def agreement(labels: list[str], reference: list[str], mask: list[bool] | None = None) -> float:
+    pairs = [(a, b) for i, (a, b) in enumerate(zip(labels, reference)) if mask is None or mask[i]]
+    return round(sum(a == b for a, b in pairs) / len(pairs), 4) if pairs else float("nan")
+
+
+def macro_f1(gold: list[str], labels: list[str]) -> float:
+    from sklearn.metrics import f1_score
+
+    return round(float(f1_score(gold, labels, labels=sorted(set(gold)), average="macro", zero_division=0)), 4)
+
+
+def cache_figures(load, reports: list[Path], cache_size: int) -> dict:
+    """Whole reports through the predictor (one call a report), without the cache and with it
+    (empty at the start): the hit rate, and the speed on the paragraphs that missed."""
+    from model.reports import label_report
+    from renda.records import read_text_file
+
+    texts = [read_text_file(path) for path in reports]
+    runs, backend = {}, None
+    for size in (0, cache_size):
+        predictor = load(size)
+        backend = predictor.backend
+        label_report(predictor, texts[0])  # warm-up
+        predictor.cache.clear()
+        started = time.perf_counter()
+        paragraphs = sum(len(label_report(predictor, text).predictions) for text in texts)
+        runs[size] = (time.perf_counter() - started, paragraphs, predictor.cache.stats())
+        del predictor
+        gc.collect()
+    (off_s, paragraphs, _), (on_s, _, stats) = runs[0], runs[cache_size]
+    misses = stats["misses"]
+    return {"backend": backend, "reports": len(reports), "paragraphs": paragraphs, "cache_size": cache_size,
+            "hits": stats["hits"], "misses": misses, "hit_rate": stats["hit_rate"],
+            "seconds_without_cache": round(off_s, 3), "seconds_with_cache": round(on_s, 3),
+            "paragraphs_per_second_without_cache": round(paragraphs / off_s, 2),
+            "missed_paragraphs_per_second": round(misses / on_s, 2) if misses else None}
+
+
+def markdown(rows: list[dict]) -> str:
+    plain = {r["batch"]: r["paragraphs_per_second"] for r in rows if r["code"] == PLAIN}
+    lines = ["| code | parity at export | batch | paragraphs/s | × plain | p50 ms | p95 ms | peak RSS MB | agreement | agreement (one window) | macro-F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["paragraphs_per_second"] / plain[r["batch"]] if plain.get(r["batch"]) else float("nan")
+        lines.append(f"| {r['code']} | {r['parity']} | {r['batch']} | {r['paragraphs_per_second']:.1f} | {ratio:.2f} | "
+                     f"{r['latency_ms_p50']:.1f} | {r['latency_ms_p95']:.1f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['agreement']:.4f} | {r['agreement_one_window']:.4f} | {r['macro_f1']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def draw(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    codes = list(dict.fromkeys(r["code"] for r in rows))
+    batches = sorted({r["batch"] for r in rows})
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / len(codes)
+    for k, code in enumerate(codes):
+        values = [next((r["paragraphs_per_second"] for r in rows if r["code"] == code and r["batch"] == b), 0) for b in batches]
+        bars = ax.bar([i + k * width for i in range(len(batches))], values, width, label=code)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks([i + width * (len(codes) - 1) / 2 for i in range(len(batches))], [f"batch {b}" for b in batches])
+    ax.set_ylabel("paragraphs / s")
+    ax.set_title(f"{rows[0]['paragraphs']} paragraphs, {rows[0]['threads']} threads")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads: int = 0, limit: int = 0,
+        reports: list[Path] | None = None, cache_size: int | None = None, max_batch_tokens: int | None = None) -> dict:
+    from renda.corpus import load_corpus
+    from renda.settings import get_settings
+
+    settings = get_settings()
+    threads = threads or os.cpu_count() or 1
+    set_threads(threads)
+    max_batch_tokens = max_batch_tokens or settings.max_batch_tokens
+    cache_size = cache_size if cache_size is not None else (settings.cache_size or 4096)
+    records = load_corpus(corpus).records
+    records = records[:limit] if limit else records
+    texts, contexts, gold = [r.text for r in records], [r.heading_path or [] for r in records], [r.label for r in records]
+    rows: list[dict] = []
+    common = {"paragraphs": len(texts), "threads": threads}
+
+    plain = PlainCard(model_dir)
+    fits = [len(ids) <= plain.max_length for ids in plain.tok([plain.pairs.first(path_text(c)) for c in contexts], texts,
+                                                              truncation="only_second", max_length=plain.max_length + 1)["input_ids"]]
+    reference: list[str] = []
+    for batch in batches:
+        figures = run_calls(plain.predict, texts, contexts, batch)
+        reference = reference or figures["labels"]  # the first (smallest) batch: no padding at batch 1
+        rows.append({"code": PLAIN, "parity": "—", **common, **figures})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
+    del plain
+    gc.collect()
+
+    for backend, note, load in project_predictors(model_dir, threads, max_batch_tokens):
+        predictor = load()
+        for batch in batches:
+            rows.append({"code": f"renda {backend}", "parity": note, **common, **run_calls(labels_of(predictor), texts, contexts, batch)})
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
+        del predictor, load
+        gc.collect()
+
+    for row in rows:
+        labels = row.pop("labels")
+        row.update(agreement=agreement(labels, reference), agreement_one_window=agreement(labels, reference, fits),
+                   macro_f1=macro_f1(gold, labels))
+
+    cache = None
+    if reports is None:  # every report text of the corpus (with --limit, the first two)
+        reports = sorted(p for c in corpus for p in Path(c).rglob("*.txt") if p.name.lower() != "readme.txt")
+        reports = reports[:2] if limit else reports
+    if reports:
+        from model.backends import load_bert_predictor
+
+        cache = cache_figures(lambda size: load_bert_predictor(model_dir, threads, cache_size=size, max_batch_tokens=max_batch_tokens),
+                              reports, cache_size)
+        print(json.dumps({"cache": cache}), flush=True)
+
+    result = {"model": str(model_dir), "model_id": read_meta(model_dir).get("model_id"), "corpus": corpus,
+              "paragraphs": len(texts), "fit_one_window": sum(fits), "threads": threads, "cores": os.cpu_count(),
+              "cpu": platform.processor() or platform.machine(), "max_batch_tokens": max_batch_tokens,
+              "torch": torch.__version__, "rows": rows, "cache": cache}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "predict.json", json.dumps(result, ensure_ascii=False, indent=2))
+    table = markdown(rows)
+    atomic_write_text(out / "predict.md", table)
+    draw(rows, out / "predict.png")
+    print(table)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a trained BERT folder (with `make export` done)")
+    parser.add_argument("--corpus", nargs="+", default=["../shared/corpus"], help="labelled corpora (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("reports/bench"), help="folder for predict.json/.md/.png")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--threads", type=int, default=0, help="0 = one per core (default)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N paragraphs (smoke runs)")
+    parser.add_argument("--cache-size", type=int, default=None, help="for the cache figures (default: CACHE_SIZE, else 4096)")
+    args = parser.parse_args()
+    run(args.model, args.corpus, args.out, tuple(args.batches), args.threads, args.limit, cache_size=args.cache_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Temperature scaling: one number T, fitted on the dev split, so that a score of 0.8 is right
+about 80% of the time.
+
+softmax(z / T) ∝ p^(1/T), so T is applied to a model's final probabilities (p_i^(1/T) / Σ_j p_j^(1/T))
+and the model itself is left alone. T > 1 softens an over-confident model, T < 1 sharpens an
+unsure one; the order of the labels, and so every label, never changes. Calibration is measured
+by the expected calibration error (ECE) over equal-width confidence bins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from model.predictor import Prediction, Predictor
+
+BINS = 10  # equal-width confidence bins for ECE and the reliability diagram
+T_RANGE = (0.05, 20.0)  # the search range: far beyond any sensible temperature either way
+FLOOR = 1e-12  # probabilities are clipped here before the logarithm
+
+
+def scale(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rows of probabilities raised to 1/T and renormalised (in log space, so nothing underflows)."""
+    logits = np.log(np.clip(np.asarray(probs, dtype=float), FLOOR, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=-1, keepdims=True)
+
+
+def nll(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Mean negative log-likelihood of the gold labels (indices)."""
+    picked = np.asarray(probs)[np.arange(len(gold)), gold]
+    return float(-np.log(np.clip(picked, FLOOR, 1.0)).mean())
+
+
+def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
+    """The T that minimises the NLL of `gold` under scale(probs, T). The NLL is convex in 1/T, so a
+    bounded search over log T finds the one minimum. No data: T = 1 (no change)."""
+    from scipy.optimize import minimize_scalar
+
+    if len(gold) == 0:
+        return 1.0
+    low, high = (math.log(t) for t in T_RANGE)
+    found = minimize_scalar(lambda log_t: nll(scale(probs, math.exp(log_t)), gold), bounds=(low, high),
+                            method="bounded", options={"xatol": 1e-4})
+    return round(math.exp(found.x), 4)
+
+
+def reliability(probs: np.ndarray, gold: np.ndarray, bins: int = BINS) -> list[dict]:
+    """Per equal-width bin of confidence (the top probability): how many, mean confidence, accuracy."""
+    probs = np.asarray(probs)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == gold
+    # Bin i holds (i/bins, (i+1)/bins]; a confidence of exactly 0 goes to the first bin.
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    out = []
+    for i in range(bins):
+        members = which == i
+        count = int(members.sum())
+        out.append({"low": i / bins, "high": (i + 1) / bins, "count": count,
+                    "confidence": float(confidence[members].mean()) if count else None,
+                    "accuracy": float(correct[members].mean()) if count else None})
+    return out
+
+
+def ece(probs: np.ndarray, gold: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error: Σ over bins of (share of rows) × |accuracy − mean confidence|."""
+    total = len(gold)
+    if total == 0:
+        return 0.0
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, gold, bins) if b["count"]))
+
+
+def as_arrays(predictions: list[Prediction], gold: list[str], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and gold labels as a probability matrix (rows × labels) and label indices."""
+    probs = np.array([[p.scores[label] for label in labels] for p in predictions], dtype=float).reshape(len(predictions), len(labels))
+    return probs, np.array([labels.index(g) for g in gold], dtype=int)
+
+
+def draw_reliability(before: np.ndarray, after: np.ndarray, gold: np.ndarray, temperature: float, path: Path) -> None:
+    """A reliability diagram: accuracy against confidence per bin, before and after scaling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharey=True)
+    for ax, probs, title in ((axes[0], before, "before (T = 1)"), (axes[1], after, f"after (T = {temperature:.2f})")):
+        bins = reliability(probs, gold)
+        centres = [(b["low"] + b["high"]) / 2 for b in bins]
+        ax.bar(centres, [b["accuracy"] or 0 for b in bins], width=1 / BINS, edgecolor="#333", color="#6a9fd8", label="accuracy")
+        ax.plot([0, 1], [0, 1], "--", color="#999", label="perfect calibration")
+        ax.scatter([c for c, b in zip(centres, bins) if b["count"]], [b["confidence"] for b in bins if b["count"]],
+                   color="#d8572a", zorder=3, s=18, label="mean confidence")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)",
+               title=f"{title}: ECE {ece(probs, gold):.3f}, n = {len(gold)}")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def calibration_report(raw: list[Prediction], gold: list[str], labels: list[str], temperature: float,
+                       diagram: Path | None = None) -> dict:
+    """ECE and NLL of raw predictions before and after scaling (on held-out data), and the diagram."""
+    probs, target = as_arrays(raw, gold, labels)
+    after = scale(probs, temperature)
+    report = {"temperature": temperature, "fitted_on": "dev", "bins": BINS, "paragraphs": len(gold),
+              "ece_before": round(ece(probs, target), 4), "ece_after": round(ece(after, target), 4),
+              "nll_before": round(nll(probs, target), 4) if len(gold) else None,
+              "nll_after": round(nll(after, target), 4) if len(gold) else None}
+    if diagram is not None and len(gold):
+        draw_reliability(probs, after, target, temperature, diagram)
+        report["diagram"] = diagram.name
+    return report
+
+
+def calibrate(prediction: Prediction, labels: list[str], temperature: float) -> Prediction:
+    """The same prediction with scaled scores: its label kept, its score the label's new probability."""
+    scaled = scale(np.array([[prediction.scores[label] for label in labels]]), temperature)[0]
+    scores = {label: float(value) for label, value in zip(labels, scaled)}
+    return replace(prediction, score=scores[prediction.label], scores=scores)
+
+
+class Calibrated:
+    """A predictor whose scores are temperature-scaled; everything else is the wrapped predictor's."""
+
+    def __init__(self, predictor: Predictor, temperature: float):
+        self.inner, self.temperature = predictor, temperature
+
+    def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
+        return [calibrate(p, self.inner.labels, self.temperature) for p in self.inner.predict(texts, contexts)]
+
+    def __getattr__(self, name: str):  # labels, model_id, info and anything a backend adds
+        return getattr(self.inner, name)
+
+
+def calibrated(predictor: Predictor, temperature: float | None = None) -> Predictor:
+    """`predictor` scaled by `temperature` (default: the `temperature` its metadata stores); returned
+    as it is when there is none (models trained before calibration) or it is 1."""
+    if temperature is None:
+        temperature = (getattr(predictor, "info", None) or {}).get("temperature")
+    if temperature is None or float(temperature) == 1.0:
+        return predictor
+    return Calibrated(predictor, float(temperature))
+
+
+def is_uncertain(score: float, min_score: float | None) -> bool | None:
+    """The abstention flag: True below `min_score`; None when no threshold was asked for."""
+    return None if min_score is None else score < min_score

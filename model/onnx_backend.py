@@ -1,0 +1,102 @@
+"""The ONNX Runtime backend: the trained encoder + head exported to ONNX (fp32) and a dynamically
+quantised int8 copy, served through the same windows, batches and cache as the torch model.
+
+Export is `torch.onnx.export(dynamo=True)` with the batch and sequence axes dynamic: the older
+TorchScript tracer bakes the attention-mask code in as constants and disagrees with torch on 2–4%
+of labels (measured, ../shared/ONNX.md). Quantisation is per channel and MatMul only: the
+defaults miss the 0.995 label-agreement bar. Whether a file may be used is decided by the parity
+check at export (training/export.py) and the backend choice (model/backends.py).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from model.bert import WindowedPredictor, read_window_config
+from model.predictor import read_meta
+
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those of them the tokenizer gives
+
+
+def open_session(path: Path | str, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one per core
+    options.inter_op_num_threads = 1  # one graph at a time: the parallelism is inside each op
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxPredictor(WindowedPredictor):
+    """The windowed predictor with an ONNX Runtime session for the forward pass."""
+
+    def __init__(self, session, tokenizer, meta: dict, max_length: int, stride: int, prefix: str, backend: str,
+                 max_batch_tokens: int, cache_size: int = 0):
+        super().__init__(tokenizer, meta, max_length, stride, prefix, max_batch_tokens, cache_size)
+        self.session, self.backend = session, backend
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    @classmethod
+    def load(cls, model_dir: Path | str, backend: str = "onnx", threads: int | None = None,
+             max_batch_tokens: int = 4096, cache_size: int = 0) -> "OnnxPredictor":
+        from transformers import AutoTokenizer
+
+        path = Path(model_dir) / ONNX_FILES[backend]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        meta = read_meta(model_dir)
+        max_length, stride, prefix = read_window_config(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return cls(open_session(path, threads), tokenizer, meta, max_length, stride, prefix, backend, max_batch_tokens, cache_size)
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], {name: batch[name] for name in self.input_names})[0]
+
+
+def _atomic(path: Path, write) -> Path:
+    """`write(temporary path)`, then rename into place: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def export_fp32(model, tokenizer, path: Path) -> Path:
+    """The classifier (token ids and mask → logits) as ONNX, batch and sequence length dynamic."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, classifier):
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            return self.classifier(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    # Two rows of different lengths, so neither axis is specialised to the sample's size.
+    sample = tokenizer(["今后工作建议", ""], ["听取审议专项工作报告，开展执法检查。", "制定条例。"], padding=True, return_tensors="pt")
+    names = [name for name in INPUTS if name in sample]
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with warnings.catch_warnings():  # the exporter's notes on axis names and deprecations: not ours to act on
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(Logits(model.eval()), (), kwargs={n: sample[n] for n in names}, dynamo=True,
+                                    input_names=names, output_names=["logits"], verbose=False,
+                                    dynamic_shapes={n: {0: batch, 1: sequence} for n in names})
+    return _atomic(path, lambda partial: program.save(partial, external_data=False))
+
+
+def quantize_int8(source: Path, path: Path) -> Path:
+    """Dynamic int8 weights for the MatMuls, per channel (activations quantised at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    return _atomic(path, lambda partial: quantize_dynamic(source, partial, weight_type=QuantType.QInt8, per_channel=True,
+                                                          op_types_to_quantize=["MatMul"]))

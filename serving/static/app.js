@@ -1,0 +1,496 @@
+// The review page: label a report (POST /v1/reports) or pasted paragraphs (POST /v1/classify),
+// show it coloured by section, let the reviewer correct labels, export the corrections as JSONL in
+// the project's record format, or store them (POST /v1/corrections). Plain DOM code, no libraries.
+"use strict";
+
+// One colour per label, fixed so a label looks the same on every report.
+const COLOURS = {
+  leadership: "#c0392b", legislation: "#2874a6", supervision: "#d68910", deputy: "#1e8449",
+  self_building: "#7d3c98", plans: "#138d90", other: "#7f8c8d",
+};
+const SOURCES = {
+  heading: "标题规则 the heading rules (data/labels.toml), weighed against the model",
+  vote: "段落投票 the model's predictions for the section's paragraphs",
+  model: "模型 the model (a one-paragraph section)",
+};
+// A report id becomes a file name on the server: the same rule as serving/corrections.py.
+const REPORT_ID = /^[A-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff][A-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff._-]{0,99}$/;
+
+const state = {
+  labels: [],          // [{id, zh, description}] from /v1/labels
+  report: null,        // the /v1/reports response
+  reportId: "",
+  corrections: new Map(),  // paragraph index → the label the reviewer chose
+  saved: new Map(),        // paragraph index → the label last stored on the server
+  minScore: 0.5,
+};
+
+const $ = (id) => document.getElementById(id);
+const labelInfo = (id) => state.labels.find((l) => l.id === id) || { id, zh: id, description: "" };
+const labelName = (id) => `${labelInfo(id).zh} ${id}`;
+const colour = (id) => COLOURS[id] || "#555";
+const tint = (id, alpha) => colour(id) + Math.round(alpha * 255).toString(16).padStart(2, "0");
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "style") Object.assign(node.style, value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+// --- talking to the API: errors become readable messages -------------------------------------
+
+class ApiError extends Error {}
+
+async function api(path, body) {
+  let response;
+  try {
+    response = await fetch(path, body === undefined ? {} : {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ApiError(`无法连接服务 Cannot reach the service (${error.message})`);
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(explain(response.status, data));
+  return data;
+}
+
+function explain(status, data) {
+  const detail = (data && data.detail) || `HTTP ${status}`;
+  const what = {
+    400: "请求格式有误 Malformed request", 413: "内容超出限制 Over the limit", 415: "请求类型有误 Wrong content type",
+    422: "输入有误 The input was refused", 503: "模型尚未就绪 The model is not ready", 500: "服务内部错误 Internal error",
+  }[status] || `请求失败 Request failed (${status})`;
+  return `${what}: ${detail}`;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// --- labels, model, tabs, threshold ---------------------------------------------------------
+
+async function start() {
+  try {
+    state.labels = (await api("/v1/labels")).labels;
+  } catch (error) {
+    showError(error.message);
+  }
+  renderLegend();
+  try {
+    const model = await api("/v1/model");
+    $("model-status").textContent = `模型 Model: ${model.model} (${model.kind})`;
+    $("model-status").dataset.ready = "true";
+    // Scores mean what they say only for a model calibrated at training time (model/calibration.py).
+    const calibration = (model.held_out_metrics || {}).calibration;
+    $("calibration").textContent = calibration
+      ? `分数已校准 calibrated scores (T = ${calibration.temperature.toFixed(2)}, held-out ECE ${calibration.ece_before.toFixed(3)} → ${calibration.ece_after.toFixed(3)})`
+      : "分数未校准 this model's scores are not calibrated";
+  } catch (error) {
+    $("model-status").textContent = error.message;
+  }
+}
+
+function renderLegend() {
+  $("legend").replaceChildren(...state.labels.map((l) =>
+    el("li", { title: l.description }, el("span", { class: "chip", style: { background: colour(l.id) } }), labelName(l.id))));
+}
+
+for (const button of document.querySelectorAll(".tabs button")) {
+  button.addEventListener("click", () => {
+    for (const other of document.querySelectorAll(".tabs button")) {
+      other.setAttribute("aria-selected", String(other === button));
+      $(other.dataset.tab).hidden = other !== button;
+    }
+    showError("");
+  });
+}
+
+$("min-score").addEventListener("input", (event) => {
+  state.minScore = Number(event.target.value);
+  $("min-score-value").textContent = state.minScore.toFixed(2);
+  markUncertain();
+});
+
+// The same rule as the API's `uncertain` (model/calibration.py: is_uncertain): score below the threshold.
+const isUncertain = (score) => score < state.minScore;
+
+function markUncertain() {
+  if (state.report) {
+    for (const node of document.querySelectorAll("#report-view .para")) {
+      node.classList.toggle("uncertain", isUncertain(state.report.paragraphs[Number(node.dataset.index)].score));
+    }
+  }
+  for (const row of document.querySelectorAll("#paragraphs-result tbody tr")) {
+    row.classList.toggle("uncertain", isUncertain(Number(row.dataset.score)));
+  }
+}
+
+// --- the whole report -----------------------------------------------------------------------
+
+function defaultReportId(text, fileName) {
+  if (fileName) {
+    const stem = fileName.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff._-]+/g, "-").replace(/^[.\-_]+/, "");
+    if (REPORT_ID.test(stem)) return stem;
+  }
+  let hash = 0x811c9dc5;  // FNV-1a: the same text gets the same id, so its corrections share one file
+  for (const ch of text) hash = Math.imul(hash ^ ch.codePointAt(0), 0x01000193) >>> 0;
+  return `report-${hash.toString(16).padStart(8, "0")}`;
+}
+
+$("report-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  const text = await file.text();
+  if (text.includes("\uFFFD")) {
+    showError(`文件不是 UTF-8 编码 ${file.name} is not UTF-8 text: save it as UTF-8 and open it again`);
+    return;
+  }
+  $("report-text").value = text;
+  $("report-id").value = defaultReportId(text, file.name);
+  labelReport();
+});
+
+$("report-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  labelReport();
+});
+
+async function labelReport() {
+  const text = $("report-text").value;
+  showError("");
+  if (!text.trim()) {
+    showError("请先粘贴报告或打开文件 Paste a report or open a .txt file first");
+    return;
+  }
+  const reportId = $("report-id").value.trim() || defaultReportId(text);
+  if (!REPORT_ID.test(reportId)) {
+    showError(`报告编号不可用 Report id "${reportId}": use 1 to 100 letters, digits, Chinese characters, '.', '_' or '-', not starting with '.'`);
+    return;
+  }
+  $("report-id").value = reportId;
+  $("report-status").textContent = "标注中… Labelling…";
+  $("report-submit").disabled = true;
+  try {
+    const report = await api("/v1/reports", { text, min_score: state.minScore });
+    state.report = report;
+    state.reportId = reportId;
+    loadCorrections();
+    renderReport();
+    $("report-text").rows = 4;  // the report itself is below now: the box only needs to stay reachable
+    $("report-status").textContent = `${report.paragraphs.length} 段 paragraphs · ${report.sections.length} 部分 sections · ${report.model}`;
+  } catch (error) {
+    showError(error.message);
+    $("report-status").textContent = "";
+  } finally {
+    $("report-submit").disabled = false;
+  }
+}
+
+const shownLabel = (i) => state.corrections.get(i) || state.report.paragraphs[i].section_label;
+
+function renderReport() {
+  const view = $("report-view");
+  view.replaceChildren(...state.report.paragraphs.map((p, i) => paragraphNode(p, i)));
+  $("report-result").hidden = false;
+  renderSummary();
+}
+
+function paragraphNode(p, i) {
+  // Headings as headings: h2 for a part or section heading, deeper ones smaller.
+  const tag = p.is_heading ? `h${Math.min(1 + Math.max(p.heading_path.length, 1), 5)}` : "p";
+  const label = shownLabel(i);
+  const node = el(tag, {
+    class: "para", tabindex: "0", dataset: { index: String(i), label },
+    style: { borderLeftColor: colour(label), background: tint(label, 0.1) },
+  }, el("span", { class: "tag", style: { background: colour(label) } }, labelName(label)), p.text);
+  node.classList.toggle("corrected", state.corrections.has(i));
+  node.classList.toggle("uncertain", isUncertain(p.score));
+  node.addEventListener("mouseenter", (event) => showTooltip(event, reportTooltip(i)));
+  node.addEventListener("mousemove", moveTooltip);
+  node.addEventListener("mouseleave", hideTooltip);
+  node.addEventListener("click", () => openPicker(node, i));
+  node.addEventListener("keydown", (event) => { if (event.key === "Enter") openPicker(node, i); });
+  return node;
+}
+
+function refreshParagraph(i) {
+  const old = document.querySelector(`#report-view .para[data-index="${i}"]`);
+  old.replaceWith(paragraphNode(state.report.paragraphs[i], i));
+}
+
+function renderSummary() {
+  renderOutline();
+  renderChart();
+  renderCorrections();
+}
+
+function renderOutline() {
+  $("outline").replaceChildren(...state.report.sections.map((s, n) => {
+    const heading = s.heading || (n === 0 ? "（开头 preamble）" : "（结尾 closing）");
+    const corrected = [...state.corrections.keys()].filter((i) => i >= s.first && i <= s.last).length;
+    return el("li", {
+      style: { borderLeftColor: colour(s.label), background: tint(s.label, 0.08) }, title: SOURCES[s.source] || s.source,
+      onclick: () => document.querySelector(`#report-view .para[data-index="${s.first}"]`).scrollIntoView({ behavior: "smooth", block: "start" }),
+    }, heading, el("br"), el("span", { class: "meta" },
+      `${labelName(s.label)} · ${s.last - s.first + 1} 段 · ${s.source}${corrected ? ` · ✎ ${corrected}` : ""}`));
+  }));
+}
+
+// Paragraphs and characters per label (as shown: the section labels, with corrections), as inline SVG.
+function renderChart() {
+  const counts = {}, chars = {};
+  for (const l of state.labels) { counts[l.id] = 0; chars[l.id] = 0; }
+  state.report.paragraphs.forEach((p, i) => {
+    const label = shownLabel(i);
+    counts[label] = (counts[label] || 0) + 1;
+    chars[label] = (chars[label] || 0) + [...p.text].length;
+  });
+  const ids = state.labels.map((l) => l.id);
+  const maxCount = Math.max(1, ...Object.values(counts)), maxChars = Math.max(1, ...Object.values(chars));
+  const NS = "http://www.w3.org/2000/svg", row = 30, left = 96, width = 200, height = ids.length * row + 24;
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 340 ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "paragraphs and characters per label");
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+    return node;
+  };
+  ids.forEach((id, n) => {
+    const y = n * row + 4;
+    add("text", { x: 0, y: y + 15 }, labelInfo(id).zh);
+    add("rect", { x: left, y, width: Math.max(1, (counts[id] / maxCount) * width), height: 11, fill: colour(id),
+                  class: "bar-paragraphs", "data-label": id, "data-value": counts[id] });
+    add("text", { x: left + (counts[id] / maxCount) * width + 4, y: y + 10 }, `${counts[id]} 段`);
+    add("rect", { x: left, y: y + 13, width: Math.max(1, (chars[id] / maxChars) * width), height: 7, fill: tint(id, 0.45),
+                  class: "bar-characters", "data-label": id, "data-value": chars[id] });
+    add("text", { x: left + (chars[id] / maxChars) * width + 4, y: y + 20, "font-size": 9 }, `${chars[id]} 字`);
+  });
+  add("text", { x: left, y: height - 4, "font-size": 9, fill: "#667085" }, "深色：段落数 paragraphs · 浅色：字数 characters");
+  $("chart").replaceChildren(svg);
+}
+
+// --- hover: scores and what decided ----------------------------------------------------------
+
+function scoreTable(scores) {
+  const rows = Object.entries(scores).sort((a, b) => b[1] - a[1]);
+  return el("table", {}, rows.map(([id, value]) => el("tr", {},
+    el("td", {}, labelName(id)),
+    el("td", {}, el("span", { class: "bar", style: { width: `${Math.round(value * 90)}px`, background: colour(id) } })),
+    el("td", {}, value.toFixed(3)))));
+}
+
+function reportTooltip(i) {
+  const p = state.report.paragraphs[i];
+  const parts = [
+    el("div", {}, "所在部分 Section label: ", el("b", {}, labelName(p.section_label))),
+    el("div", {}, el("small", {}, `由 decided by: ${SOURCES[p.source] || p.source} (source: ${p.source})`)),
+    el("div", {}, "本段 Paragraph alone: ", el("b", {}, labelName(p.label)), ` ${p.score.toFixed(3)}`,
+       isUncertain(p.score) ? " — 低置信 uncertain" : ""),
+    scoreTable(p.scores),
+    el("div", {}, el("small", {}, `标题路径 heading path: ${p.heading_path.join(" › ") || "—"} · windows ${p.windows}`)),
+  ];
+  if (state.corrections.has(i)) parts.unshift(el("div", {}, "✎ 已更正为 corrected to: ", el("b", {}, labelName(state.corrections.get(i)))));
+  return parts;
+}
+
+function showTooltip(event, content) {
+  const tip = $("tooltip");
+  tip.replaceChildren(...content);
+  tip.hidden = false;
+  moveTooltip(event);
+}
+
+function moveTooltip(event) {
+  const tip = $("tooltip");
+  const x = Math.min(event.clientX + 16, window.innerWidth - tip.offsetWidth - 8);
+  const y = event.clientY + 16 + tip.offsetHeight > window.innerHeight ? event.clientY - tip.offsetHeight - 12 : event.clientY + 16;
+  tip.style.left = `${Math.max(8, x)}px`;
+  tip.style.top = `${Math.max(8, y)}px`;
+}
+
+function hideTooltip() { $("tooltip").hidden = true; }
+
+// --- corrections: pick a label, keep, export, store ------------------------------------------
+
+function openPicker(node, i) {
+  hideTooltip();
+  const picker = $("picker");
+  const current = shownLabel(i);
+  const choose = (label) => {
+    if (label === null) state.corrections.delete(i);
+    else state.corrections.set(i, label);
+    closePicker();
+    keepCorrections();
+    refreshParagraph(i);
+    renderSummary();
+  };
+  picker.replaceChildren(
+    el("div", { class: "title" }, `第 ${i + 1} 段 paragraph ${i + 1}: 选择标签 choose its label`),
+    ...state.labels.map((l) => el("button", {
+      type: "button", role: "menuitem", class: l.id === current ? "current" : "", dataset: { label: l.id },
+      onclick: () => choose(l.id),
+    }, el("span", { class: "chip", style: { background: colour(l.id) } }), labelName(l.id))),
+    ...(state.corrections.has(i) ? [el("button", { type: "button", role: "menuitem", dataset: { label: "" }, onclick: () => choose(null) },
+      "↺ 撤销更正 undo the correction")] : []),
+  );
+  const box = node.getBoundingClientRect();
+  picker.style.left = `${window.scrollX + Math.min(box.left + 40, window.innerWidth - 260)}px`;
+  picker.style.top = `${window.scrollY + box.bottom + 4}px`;
+  picker.hidden = false;
+  picker.querySelector("button").focus();
+}
+
+function closePicker() { $("picker").hidden = true; }
+
+document.addEventListener("click", (event) => {
+  if (!$("picker").hidden && !event.target.closest("#picker") && !event.target.closest(".para")) closePicker();
+});
+document.addEventListener("keydown", (event) => { if (event.key === "Escape") closePicker(); });
+
+// Corrections live in the page and in localStorage (per report id), so a reload keeps them.
+const storageKey = () => `renda-corrections:${state.reportId}`;
+
+function loadCorrections() {
+  state.corrections = new Map();
+  state.saved = new Map();
+  try {
+    const kept = JSON.parse(localStorage.getItem(storageKey()) || "null");
+    // Only when the stored corrections were made on this very text (same paragraphs, same order).
+    if (kept && kept.paragraphs === state.report.paragraphs.length) {
+      for (const [i, label, text] of kept.rows) {
+        if (state.report.paragraphs[i] && state.report.paragraphs[i].text === text) state.corrections.set(i, label);
+      }
+      for (const [i, label] of kept.saved || []) state.saved.set(i, label);
+    }
+  } catch (error) { /* storage unavailable: corrections live in the page only */ }
+}
+
+function keepCorrections() {
+  try {
+    localStorage.setItem(storageKey(), JSON.stringify({
+      paragraphs: state.report.paragraphs.length,
+      rows: [...state.corrections].map(([i, label]) => [i, label, state.report.paragraphs[i].text]),
+      saved: [...state.saved],
+    }));
+  } catch (error) { /* as above */ }
+}
+
+// A correction as a training row: the project's record format (renda/records.py).
+function record(i) {
+  const p = state.report.paragraphs[i];
+  return {
+    report_id: state.reportId, text: p.text, label: state.corrections.get(i),
+    heading: p.heading_path.length ? p.heading_path[p.heading_path.length - 1] : "",  // the nearest heading above
+    heading_path: p.heading_path, is_heading: p.is_heading, position: p.index,
+  };
+}
+
+const correctionIndices = () => [...state.corrections.keys()].sort((a, b) => a - b);
+
+function renderCorrections() {
+  const indices = correctionIndices();
+  $("correction-count").textContent = String(indices.length);
+  $("correction-list").replaceChildren(...indices.map((i) => {
+    const p = state.report.paragraphs[i], label = state.corrections.get(i);
+    const same = label === p.section_label ? " (确认 confirmed)" : ` (原 was ${labelInfo(p.section_label).zh})`;
+    const stored = state.saved.get(i) === label ? " ✓" : "";
+    return el("li", { dataset: { index: String(i) } }, `#${i + 1} ${[...p.text].slice(0, 14).join("")}… → ${labelName(label)}${same}${stored}`);
+  }));
+  for (const id of ["export", "save", "clear"]) $(id).disabled = indices.length === 0;
+}
+
+$("export").addEventListener("click", () => {
+  const lines = correctionIndices().map((i) => JSON.stringify(record(i))).join("\n") + "\n";
+  const link = el("a", { href: URL.createObjectURL(new Blob([lines], { type: "application/jsonl" })), download: `${state.reportId}.jsonl` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  $("save-status").textContent = `已导出 exported ${state.corrections.size} rows → ${state.reportId}.jsonl`;
+});
+
+$("save").addEventListener("click", async () => {
+  // Only what changed since the last save: the server's file is append-only (the latest row wins in training).
+  const pending = correctionIndices().filter((i) => state.saved.get(i) !== state.corrections.get(i));
+  if (!pending.length) {
+    $("save-status").textContent = "没有新的更正 Nothing new to save";
+    return;
+  }
+  $("save").disabled = true;
+  try {
+    const result = await api("/v1/corrections", { records: pending.map(record) });
+    for (const i of pending) state.saved.set(i, state.corrections.get(i));
+    keepCorrections();
+    renderCorrections();
+    $("save-status").textContent = `已保存 saved ${result.stored} rows → ${state.reportId}.jsonl`;
+    $("save-status").dataset.saved = String(result.stored);
+  } catch (error) {
+    showError(error.message);
+  } finally {
+    $("save").disabled = state.corrections.size === 0;
+  }
+});
+
+$("clear").addEventListener("click", () => {
+  const changed = correctionIndices();
+  state.corrections.clear();
+  keepCorrections();
+  for (const i of changed) refreshParagraph(i);
+  renderSummary();
+  $("save-status").textContent = "";
+});
+
+// --- pasted paragraphs, one per line ---------------------------------------------------------
+
+$("paragraphs-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError("");
+  const lines = $("paragraphs-text").value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  if (!lines.length) {
+    showError("请每行粘贴一段 Paste one paragraph per line first");
+    return;
+  }
+  $("paragraphs-status").textContent = "标注中… Labelling…";
+  try {
+    const result = await api("/v1/classify", { paragraphs: lines, top_k: 3, min_score: state.minScore });
+    renderParagraphs(lines, result.results);
+    $("paragraphs-status").textContent = `${lines.length} 段 paragraphs · ${result.model}`;
+  } catch (error) {
+    showError(error.message);
+    $("paragraphs-status").textContent = "";
+  }
+});
+
+function renderParagraphs(lines, results) {
+  const body = $("paragraphs-result").querySelector("tbody");
+  body.replaceChildren(...results.map((r, n) => {
+    const row = el("tr", { dataset: { label: r.label, score: String(r.score) } },
+      el("td", {}, String(n + 1)),
+      el("td", { class: "text", style: { borderLeftColor: colour(r.label), background: tint(r.label, 0.08) } }, lines[n]),
+      el("td", {}, el("span", { class: "label-pill", style: { background: colour(r.label) } }, labelName(r.label))),
+      el("td", { class: "score" }, r.score.toFixed(3)),
+      el("td", { class: "muted" }, r.top.slice(1).map(([id, value]) => `${labelInfo(id).zh} ${value.toFixed(2)}`).join(" · ")));
+    row.classList.toggle("uncertain", isUncertain(r.score));
+    row.addEventListener("mouseenter", (event) => showTooltip(event, [
+      el("div", {}, el("b", {}, labelName(r.label)), ` ${r.score.toFixed(3)}`, isUncertain(r.score) ? " — 低置信 uncertain" : ""),
+      scoreTable(r.scores)]));
+    row.addEventListener("mousemove", moveTooltip);
+    row.addEventListener("mouseleave", hideTooltip);
+    return row;
+  }));
+  $("paragraphs-result").hidden = false;
+}
+
+start();

@@ -1,0 +1,87 @@
+"""`make bench` and `make bench-load` on the tiny model and a handful of paragraphs: the figures and
+files they write, and the load tool against a real `renda serve` on loopback for a few seconds."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+
+from model import bench_predict
+from serving import bench_load
+from tests.conftest import STARTER
+
+SHORT = ["制定条例两件。", "听取审议专项工作报告。", "加强代表联络站建设。", "坚持党的领导。"]
+LONG = ["依法开展执法检查，听取审议专项工作报告，推动问题整改落实。" * 6, "组织代表开展集中视察活动三次，邀请代表列席常委会会议四十人次。" * 4]
+LABELLED = ["legislation", "supervision", "deputy", "leadership", "supervision", "deputy"]
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """Six labelled paragraphs (four fit one tiny window, two do not) and the same report twice,
+    so the second report is answered from the cache."""
+    folder = tmp_path_factory.mktemp("corpus")
+    rows = [{"report_id": "bench-test", "text": t, "label": l, "heading_path": ["一、过去一年的主要工作"] if i % 2 else []}
+            for i, (t, l) in enumerate(zip(SHORT + LONG, LABELLED))]
+    (folder / "paragraphs.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    report = sorted(STARTER.glob("*.txt"))[0]
+    shutil.copy(report, folder / "a-report.txt")
+    shutil.copy(report, folder / "b-same-report.txt")
+    return folder
+
+
+def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small_corpus, tmp_path):
+    out = tmp_path / "bench"
+    result = bench_predict.run(tiny_onnx_model, [str(small_corpus)], out, threads=1, limit=6)
+    rows = result["rows"]
+    codes = [bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-int8"]
+    assert [(r["code"], r["batch"]) for r in rows] == [(c, b) for c in codes for b in (1, 8, 32)]
+    for row in rows:
+        assert row["paragraphs"] == 6 and row["threads"] == 1 and row["paragraphs_per_second"] > 0
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"] and row["peak_rss_mb"] > 0
+        assert 0 <= row["agreement"] <= 1 and 0 <= row["macro_f1"] <= 1
+    assert result["fit_one_window"] == 4
+    for row in rows:  # where both read the same tokens, fp32 gives the plain code's labels
+        if row["code"] in (bench_predict.PLAIN, "renda torch", "renda onnx"):
+            assert row["agreement_one_window"] == 1.0, row
+    assert {r["parity"] for r in rows if r["code"].startswith("renda onnx")} <= {"passed", "FAILED (not served)"}
+    cache = result["cache"]
+    assert cache["reports"] == 2 and cache["hits"] > 0 and cache["misses"] > 0  # the second report: all hits
+    assert 0.3 < cache["hit_rate"] <= 0.5 and cache["backend"] in ("torch", "onnx", "onnx-int8")
+    written = json.loads((out / "predict.json").read_text())
+    assert written["rows"] == rows and "| code |" in (out / "predict.md").read_text()
+    assert (out / "predict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_load_mix():
+    mix = bench_load.Mix([(t, ["今后工作建议"]) for t in SHORT], ["一份报告。"], "test")
+    rng = random.Random(1)
+    drawn = [mix.request(rng) for _ in range(4000)]
+    reports = [d for d in drawn if d[0] == "report"]
+    assert 0.035 < len(reports) / len(drawn) < 0.065 and all(d[1] == "/v1/reports" for d in reports)
+    sizes = {len(d[2]["paragraphs"]) for d in drawn if d[0] != "report"}
+    assert sizes == {1, 2, 3, 4} and all((d[0] == "single") == (len(d[2]["paragraphs"]) == 1) for d in drawn if d[0] != "report")
+    objects = [p for d in drawn if d[0] != "report" for p in d[2]["paragraphs"] if isinstance(p, dict)]
+    assert objects and all(p["heading_path"] == ["今后工作建议"] for p in objects)
+    assert bench_load.is_loopback("http://127.0.0.1:8000") and bench_load.is_loopback("http://localhost:1")
+    assert bench_load.is_loopback("http://[::1]:8000")
+    assert not bench_load.is_loopback("http://10.0.0.1:8000") and not bench_load.is_loopback("http://localhost.example.com")
+    with pytest.raises(ValueError, match="loopback"):
+        bench_load.run(url="http://192.168.1.10:8000")
+
+
+def test_the_load_tool_against_the_tiny_model(tiny_model, small_corpus, tmp_path):
+    out = tmp_path / "load.json"
+    result = bench_load.run(tiny_model, clients=4, seconds=3, warmup=0.5, corpus=small_corpus, timeout=30, out=out)
+    assert result["errors"] == 0 and result["error_samples"] == []
+    assert result["requests"] > 0 and result["requests_per_second"] > 0 and result["paragraphs_per_second"] > 0
+    assert result["seconds"] >= 3 and result["backend"] == "torch" and result["cache_size"] == 0
+    latency = result["latency"]
+    assert latency["count"] == result["requests"] and latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+    assert result["latency_single_paragraph"]["count"] + result["latency_2_to_4_paragraphs"]["count"] \
+        + result["latency_whole_report"]["count"] == result["requests"]
+    assert result["mix"]["reports"] == 2 and result["mix"]["paragraphs"] > 0
+    assert result["rss_mb_after_warmup"] > 0 and result["rss_mb_after"] > 0 and result["rss_growth"] is not None
+    assert json.loads(out.read_text()) == result

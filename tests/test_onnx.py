@@ -1,0 +1,173 @@
+"""The ONNX Runtime backend on the tiny BERT: export, parity record, the same predictions as torch
+through the same window code, and the backend choice with every way of falling back to torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model.backends import PARITY_FILE, choose_backend, load_bert_predictor
+from model.bert import BertPredictor, WindowedPredictor
+from model.onnx_backend import ONNX_FILES, OnnxPredictor
+from model.predictor import load_predictor
+from renda.labels import LABELS
+from training import export as export_module
+from training.dataset import load_split
+
+TEXTS = ["加强代表联络站建设，办理代表建议。", "制定条例两件。", "依法开展执法检查，听取审议专项工作报告。" * 8]
+CONTEXTS = [["今后工作建议"], [], ["一、过去一年的主要工作", "（二）依法履行监督职责"]]
+
+
+def parity(folder) -> dict:
+    return json.loads((folder / PARITY_FILE).read_text(encoding="utf-8"))
+
+
+def rewrite_parity(folder, change) -> None:
+    record = parity(folder)
+    change(record)
+    (folder / PARITY_FILE).write_text(json.dumps(record), encoding="utf-8")
+
+
+@pytest.fixture
+def copy(tiny_onnx_model, tmp_path):
+    """A copy of the exported folder that a test may break."""
+    out = tmp_path / "model"
+    shutil.copytree(tiny_onnx_model, out)
+    return out
+
+
+def test_export_writes_both_files_and_a_parity_record(tiny_onnx_model, starter_dataset):
+    assert (tiny_onnx_model / "model.onnx").is_file() and (tiny_onnx_model / "model.int8.onnx").is_file()
+    record = parity(tiny_onnx_model)
+    meta = json.loads((tiny_onnx_model / "renda_model.json").read_text())
+    assert record["model_id"] == meta["model_id"]
+    dev = load_split(starter_dataset, "dev")
+    assert record["checked_on"]["paragraphs"] == len(dev) and record["checked_on"]["predictions"] == 2 * len(dev)
+    assert record["thresholds"] == {"min_agreement": 0.995, "max_macro_f1_change": 0.005}
+    onnx = record["backends"]["onnx"]
+    assert onnx["passed"] and onnx["agreement"] >= 0.995 and onnx["max_logit_diff"] < 1e-4  # fp32: the same model
+    for name in ("onnx", "onnx-int8"):
+        result = record["backends"][name]
+        assert {"agreement", "max_logit_diff", "macro_f1", "macro_f1_change", "paragraphs_per_second"} <= set(result)
+        # the verdict follows the bar
+        assert result["passed"] == (result["agreement"] >= 0.995 and abs(result["macro_f1_change"]) <= 0.005)
+    assert record["backends"]["torch"]["passed"] and record["auto"] in record["backends"]
+
+
+def test_onnx_predictions_match_torch_through_the_same_windows(tiny_onnx_model):
+    torch_predictor = BertPredictor.load(tiny_onnx_model)
+    onnx_predictor = OnnxPredictor.load(tiny_onnx_model, "onnx")
+    # one implementation of windows, batches, cache; only the forward pass differs
+    assert isinstance(onnx_predictor, WindowedPredictor)
+    for method in ("predict", "window_scores", "pad", "encode_windows"):
+        assert getattr(OnnxPredictor, method) is getattr(WindowedPredictor, method) is getattr(BertPredictor, method)
+    expected, got = torch_predictor.predict(TEXTS, CONTEXTS), onnx_predictor.predict(TEXTS, CONTEXTS)
+    assert got[2].windows > 1
+    for a, b in zip(expected, got):
+        assert (a.label, a.windows, a.context) == (b.label, b.windows, b.context)
+        assert all(abs(a.scores[label] - b.scores[label]) < 1e-4 for label in LABELS)
+    int8 = OnnxPredictor.load(tiny_onnx_model, "onnx-int8").predict(TEXTS, CONTEXTS)
+    assert [p.windows for p in int8] == [p.windows for p in expected]
+    assert all(abs(sum(p.scores.values()) - 1) < 1e-4 for p in int8)
+
+
+def test_auto_serves_the_fastest_backend_that_passed(tiny_onnx_model):
+    record = parity(tiny_onnx_model)
+    passed = {name: r["paragraphs_per_second"] for name, r in record["backends"].items() if r["passed"]}
+    fastest = max(passed, key=passed.get)
+    predictor = load_bert_predictor(tiny_onnx_model, threads=1, backend="auto")
+    assert predictor.backend == fastest and "fastest" in predictor.backend_reason
+    assert load_bert_predictor(tiny_onnx_model, threads=1, backend="torch").backend == "torch"
+    assert load_bert_predictor(tiny_onnx_model, threads=1, backend="onnx").backend == "onnx"
+
+
+def test_failed_parity_is_never_served(copy):
+    def fail(record):
+        for name in ONNX_FILES:
+            record["backends"][name].update(passed=False, reason=f"{name} failed the parity check at export: agreement 0.97")
+            record["backends"][name]["paragraphs_per_second"] = 1e9  # faster than torch, and still not served
+
+    rewrite_parity(copy, fail)
+    for wanted in ("auto", "onnx", "onnx-int8"):
+        predictor = load_bert_predictor(copy, threads=1, backend=wanted)
+        assert predictor.backend == "torch", wanted
+    assert "failed the parity check" in choose_backend(copy, "onnx")[1]
+
+
+def test_a_missing_onnx_file_falls_back_with_a_reason(copy):
+    rewrite_parity(copy, lambda r: r["backends"]["onnx-int8"].update(passed=True, paragraphs_per_second=1e9))
+    (copy / "model.int8.onnx").unlink()
+    backend, reason = choose_backend(copy, "onnx-int8")
+    assert backend == "torch" and "model.int8.onnx missing" in reason
+    backend, reason = choose_backend(copy, "auto")  # the next fastest that passed, and says what it skipped
+    assert backend != "onnx-int8" and "model.int8.onnx missing" in reason
+    for name in ONNX_FILES:
+        (copy / ONNX_FILES[name]).unlink(missing_ok=True)
+    predictor = load_bert_predictor(copy, threads=1, backend="auto")
+    assert predictor.backend == "torch" and predictor.predict(TEXTS)[0].label in LABELS
+
+
+def test_no_stale_broken_or_unreadable_export_is_used(copy, tiny_model):
+    assert choose_backend(tiny_model, "auto")[0] == "torch"
+    assert "no ONNX export" in choose_backend(tiny_model, "onnx")[1]
+    rewrite_parity(copy, lambda r: r.update(model_id="an-older-model"))  # the folder was retrained since
+    assert choose_backend(copy, "auto")[0] == "torch" and "another model" in choose_backend(copy, "auto")[1]
+    rewrite_parity(copy, lambda r: r.update(model_id=json.loads((copy / "renda_model.json").read_text())["model_id"]))
+    (copy / "model.onnx").write_bytes(b"not an onnx file")  # corrupt: ONNX Runtime refuses it
+    predictor = load_bert_predictor(copy, threads=1, backend="onnx")
+    assert predictor.backend == "torch" and "failed to load" in predictor.backend_reason
+    (copy / PARITY_FILE).write_text("{not json", encoding="utf-8")
+    backend, reason = choose_backend(copy, "auto")
+    assert backend == "torch" and "cannot be read" in reason
+
+
+def test_an_export_that_fails_parity_is_recorded_failed_and_not_used(copy, tiny_onnx_model, monkeypatch):
+    def reuse_fp32(model, tokenizer, path):  # the real export is tested by the fixture; reuse its file
+        shutil.copy(tiny_onnx_model / "model.onnx", path)
+        return path
+
+    monkeypatch.setattr(export_module, "export_fp32", reuse_fp32)
+    monkeypatch.setattr(export_module, "MIN_AGREEMENT", 1.01)  # a bar no export can pass
+    record = export_module.run_export(copy, threads=1)
+    for name in ONNX_FILES:
+        assert not record["backends"][name]["passed"] and "failed the parity check" in record["backends"][name]["reason"]
+    assert record["auto"] == "torch" and parity(copy)["auto"] == "torch"
+    assert load_bert_predictor(copy, threads=1, backend="auto").backend == "torch"
+
+    def broken(model, tokenizer, path):
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(export_module, "export_fp32", broken)
+    record = export_module.run_export(copy, threads=1)
+    assert "exporter crashed" in record["backends"]["onnx"]["reason"]
+    assert "not made" in record["backends"]["onnx-int8"]["reason"] and record["auto"] == "torch"
+
+
+def test_export_is_skipped_when_up_to_date_and_refuses_other_models(tiny_onnx_model, tmp_path, capsys):
+    from renda.cli import main
+
+    before = (tiny_onnx_model / PARITY_FILE).read_bytes()
+    assert main(["export", "--model", str(tiny_onnx_model), "--if-stale"]) == 0
+    assert "up to date" in capsys.readouterr().out and (tiny_onnx_model / PARITY_FILE).read_bytes() == before
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "renda_model.json").write_text('{"kind": "baseline", "labels": []}', encoding="utf-8")
+    assert main(["export", "--model", str(baseline)]) == 2
+    assert "for BERT models" in capsys.readouterr().err
+
+
+def test_the_service_reports_its_backend(tiny_onnx_model, tiny_model):
+    from serving.main import create_app
+    from tests.test_service import settings, wait_ready
+
+    for folder, wanted, expected in ((tiny_onnx_model, "onnx", "onnx"), (tiny_model, "auto", "torch")):
+        with TestClient(create_app(settings(backend=wanted), model_dir=folder)) as client:
+            wait_ready(client)
+            body = client.get("/v1/model").json()
+            assert body["backend"] == expected and body["backend_reason"]
+            response = client.post("/v1/classify", json={"paragraphs": TEXTS})
+            assert response.status_code == 200 and len(response.json()["results"]) == 3
+    assert load_predictor(tiny_onnx_model, threads=1, backend="onnx-int8").backend in ("onnx-int8", "torch")

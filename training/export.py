@@ -1,0 +1,153 @@
+"""`make export` / `renda export`: a trained BERT folder's ONNX copies, checked against torch.
+
+Writes model.onnx (fp32) and model.int8.onnx (dynamic int8) into the folder, then checks each
+against the fp32 torch model on the dev split of the model's dataset (or on paragraphs given):
+label agreement ≥ 0.995 and macro-F1 within 0.005, each paragraph predicted with and without its
+heading path (both uses the service has). The results, with the largest logit difference and each
+backend's speed, go to onnx_parity.json; BACKEND=auto serves the fastest backend that passed. An
+export that fails is recorded as failed and never served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from model.backends import PARITY_FILE, TORCH, read_parity
+from model.bert import BertPredictor, WindowedPredictor
+from model.context import path_text
+from model.onnx_backend import ONNX_FILES, OnnxPredictor, export_fp32, quantize_int8
+from model.predictor import Prediction, read_meta
+from renda.records import DataError, Record, atomic_write_text
+
+MIN_AGREEMENT = 0.995  # share of labels the export must give as torch does
+MAX_F1_CHANGE = 0.005  # |macro-F1 of the export − macro-F1 of torch|, both against the gold labels
+SPEED_CALL = 32  # paragraphs per predict call when timing each backend
+
+
+def parity_records(model_dir: Path, meta: dict, data: list[str] | None) -> tuple[list[Record], str]:
+    """The paragraphs to check on, and where they came from: `data` (a dataset folder, whose dev
+    split is used, or report folders / labelled JSONL), else the dev split of the model's dataset."""
+    from renda.corpus import load_corpus
+    from training.dataset import load_split
+
+    if data:
+        if len(data) == 1 and (Path(data[0]) / "summary.json").is_file():
+            return load_split(Path(data[0]), "dev"), f"dev split of {data[0]}"
+        return load_corpus(data).records, " ".join(map(str, data))
+    dataset = meta.get("dataset")
+    if not dataset or not (Path(dataset) / "dev.jsonl").is_file():
+        raise DataError(model_dir, f"the model's dataset ({dataset or 'not recorded'}) is not here to check parity on; "
+                                   "give paragraphs with --data (a dataset folder, report folders or labelled JSONL)")
+    return load_split(Path(dataset), "dev"), f"dev split of {dataset}"
+
+
+def predict_both(predictor: WindowedPredictor, records: list[Record]) -> tuple[list[Prediction], float]:
+    """Predictions with the heading path, then without; and paragraphs/s of the first pass
+    (calls of SPEED_CALL paragraphs, after one warm-up call)."""
+    texts, contexts = [r.text for r in records], [r.heading_path or [] for r in records]
+    predictor.predict(texts[:SPEED_CALL], contexts[:SPEED_CALL])  # warm-up: first-call allocations
+    started = time.perf_counter()
+    with_path = [p for i in range(0, len(texts), SPEED_CALL)
+                 for p in predictor.predict(texts[i: i + SPEED_CALL], contexts[i: i + SPEED_CALL])]
+    speed = len(texts) / max(time.perf_counter() - started, 1e-9)
+    return with_path + predictor.predict(texts), speed
+
+
+def macro_f1(gold: list[str], predictions: list[Prediction]) -> float:
+    present = sorted(set(gold))
+    return float(f1_score(gold, [p.label for p in predictions], labels=present, average="macro", zero_division=0))
+
+
+def max_logit_difference(reference: WindowedPredictor, candidate: WindowedPredictor, records: list[Record]) -> float:
+    """The largest |logit difference| over every window both read (the same windows, the same batches)."""
+    windows = reference.pairs.windows([path_text(r.heading_path) for r in records], [r.text for r in records], reference.stride)
+    return float(np.abs(reference.window_scores(windows) - candidate.window_scores(windows)).max())
+
+
+def compare(reference: dict, candidate: WindowedPredictor, torch_predictor: BertPredictor, records: list[Record]) -> dict:
+    predictions, speed = predict_both(candidate, records)
+    agreement = float(np.mean([a.label == b.label for a, b in zip(reference["predictions"], predictions)]))
+    f1 = macro_f1(reference["gold"], predictions)
+    change = f1 - reference["macro_f1"]
+    passed = agreement >= MIN_AGREEMENT and abs(change) <= MAX_F1_CHANGE
+    result = {"file": ONNX_FILES[candidate.backend], "passed": passed, "agreement": round(agreement, 4),
+              "max_logit_diff": float(f"{max_logit_difference(torch_predictor, candidate, records):.3g}"),
+              "macro_f1": round(f1, 4), "macro_f1_change": round(change, 4), "paragraphs_per_second": round(speed, 2)}
+    if not passed:
+        result["reason"] = (f"{candidate.backend} failed the parity check at export: label agreement {agreement:.4f} "
+                            f"(needs ≥ {MIN_AGREEMENT}), macro-F1 change {change:+.4f} (needs within ±{MAX_F1_CHANGE})")
+    return result
+
+
+def is_current(model_dir: Path, meta: dict) -> bool:
+    """An export of this very model whose files are all there."""
+    try:
+        record = read_parity(model_dir)
+    except ValueError:
+        return False
+    return bool(record) and record.get("model_id") == meta.get("model_id") and all(
+        (model_dir / result["file"]).is_file() for result in record["backends"].values() if result.get("file"))
+
+
+def run_export(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, if_stale: bool = False,
+               max_batch_tokens: int | None = None) -> dict:
+    """Export, check, record (onnx_parity.json); returns the record."""
+    from renda.settings import get_settings
+
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    if meta.get("kind") != "bert":
+        raise DataError(model_dir, f"ONNX export is for BERT models; this folder holds a {meta.get('kind')!r} model")
+    if if_stale and is_current(model_dir, meta):
+        print(f"ONNX export of {model_dir} is up to date; skipped")
+        return read_parity(model_dir) or {}
+    records, source = parity_records(model_dir, meta, data)
+    if not records:
+        raise DataError(source, "no paragraphs to check parity on")
+    threads = threads or os.cpu_count() or 1
+    budget = max_batch_tokens or get_settings().max_batch_tokens
+    (model_dir / PARITY_FILE).unlink(missing_ok=True)  # while the files change, no record: nothing half-made is served
+    started = time.monotonic()
+    torch_predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=budget)
+    predictions, speed = predict_both(torch_predictor, records)
+    gold = [r.label for r in records] * 2
+    reference = {"predictions": predictions, "gold": gold, "macro_f1": macro_f1(gold, predictions)}
+    results = {TORCH: {"file": None, "passed": True, "macro_f1": round(reference["macro_f1"], 4),
+                       "paragraphs_per_second": round(speed, 2)}}
+    steps = {"onnx": lambda: export_fp32(torch_predictor.model, torch_predictor.tokenizer, model_dir / ONNX_FILES["onnx"]),
+             "onnx-int8": lambda: quantize_int8(model_dir / ONNX_FILES["onnx"], model_dir / ONNX_FILES["onnx-int8"])}
+    for backend, make in steps.items():
+        if backend == "onnx-int8" and not results["onnx"]["passed"] and "export failed" in results["onnx"].get("reason", ""):
+            results[backend] = {"file": ONNX_FILES[backend], "passed": False, "reason": "not made: the fp32 export it is quantised from failed"}
+            continue
+        try:
+            make()
+            candidate = OnnxPredictor.load(model_dir, backend, threads, budget)
+            results[backend] = compare(reference, candidate, torch_predictor, records)
+        except Exception as error:  # recorded, never served; torch (and any other export) still can be
+            results[backend] = {"file": ONNX_FILES[backend], "passed": False,
+                                "reason": f"{backend} export failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"}
+        print(f"{backend}: {json.dumps(results[backend], ensure_ascii=False)}", flush=True)
+    passed = [name for name, result in results.items() if result["passed"]]
+    record = {
+        "model_id": meta.get("model_id"),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checked_on": {"source": source, "paragraphs": len(records),
+                       "predictions": len(gold), "modes": ["with heading path", "paragraph alone"]},
+        "thresholds": {"min_agreement": MIN_AGREEMENT, "max_macro_f1_change": MAX_F1_CHANGE},
+        "threads": threads, "max_batch_tokens": budget,
+        "backends": results,
+        "auto": max(passed, key=lambda name: results[name]["paragraphs_per_second"]),
+        "minutes": round((time.monotonic() - started) / 60, 2),
+    }
+    atomic_write_text(model_dir / PARITY_FILE, json.dumps(record, ensure_ascii=False, indent=2))
+    verdicts = ", ".join(f"{name} {'passed' if result['passed'] else 'FAILED'}" for name, result in results.items())
+    print(f"ONNX export of {model_dir}: {verdicts}; BACKEND=auto serves {record['auto']} -> {model_dir / PARITY_FILE}")
+    return record
