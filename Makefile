@@ -34,6 +34,12 @@ LOAD_SECONDS ?= 60
 HOST         ?= 127.0.0.1
 PORT         ?= 8000
 THREADS      ?= 0
+# label-archive: every report under ARCHIVE labelled into Parquet tables under OUT; plot: their trends by BY
+ARCHIVE      ?=
+OUT          ?= build/archive
+ENGINE       ?= local
+ADDRESS      ?=
+BY           ?= year
 
 PYTHON  ?= $(shell command -v python3.11 || command -v python3)
 VENV    := .venv
@@ -65,7 +71,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
-lock: $(VENV)/.installed
+lock: $(VENV)/.scale  # the scale extra installed too, so the lock pins Ray and what it pulls in
 	(sed -n '/^#/p' requirements.lock; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/') > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
@@ -138,6 +144,28 @@ stats-compare: $(VENV)/.installed
 serve: $(VENV)/.installed
 	@test -f "$(MODEL_DIR)/renda_model.json" || $(MAKE) --no-print-directory train
 	MODEL_DIR=$(MODEL_DIR) $(RENDA) serve --model $(MODEL_DIR) --host $(HOST) --port $(PORT)
+
+# The optional Ray extra (label-archive ENGINE=ray), pinned by requirements.lock like the rest.
+.PHONY: install-scale label-archive plot bench-archive
+install-scale: $(VENV)/.scale
+
+$(VENV)/.scale: $(VENV)/.installed
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,scale]'
+	touch $@
+
+# Resumable: a rerun skips the reports OUT already holds. ENGINE=ray (ADDRESS=… joins a cluster).
+label-archive: $(VENV)/.installed $(if $(filter ray,$(ENGINE)),$(VENV)/.scale)
+	@test -n "$(ARCHIVE)" || { echo "usage: make label-archive ARCHIVE=<folder of reports> [OUT=$(OUT)] [ENGINE=local|ray]" >&2; exit 2; }
+	$(RENDA) label-archive $(ARCHIVE) --out $(OUT) --model $(MODEL_DIR) --engine $(ENGINE) --threads $(THREADS) \
+	  $(if $(ADDRESS),--address $(ADDRESS))
+
+plot: $(VENV)/.installed
+	$(RENDA) plot $(OUT) --by $(BY)
+
+# The archive pipeline against the model alone, paragraphs/s (ARCHIVE, default the starter corpus).
+bench-archive: $(VENV)/.installed
+	$(BIN)/python -m renda.archive_bench --archive $(or $(ARCHIVE),data/starter) --model $(MODEL_DIR) --threads $(THREADS) \
+	  --out reports/bench/archive.json
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -296,6 +296,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N paragraphs (smoke runs)")
     parser.add_argument("--cache-size", type=int, default=None, help="for the cache figures (default: CACHE_SIZE, else 4096)")
     args = parser.parse_args()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # the card's AutoModel load lists the head's weights as unexpected: known
     run(args.model, args.corpus, args.out, tuple(args.batches), args.threads, args.limit, cache_size=args.cache_size)
 
 

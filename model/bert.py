@@ -27,6 +27,7 @@ from model.predictor import Prediction, read_meta
 
 TRAINING_CONFIG = "training_config.json"
 
+MAX_FITTED_PATHS = 10_000
 Features = dict[str, list[int]]  # one window's tokenizer output (input_ids, attention_mask, …), unpadded
 
 
@@ -54,6 +55,8 @@ class PairEncoder:
 
     def first(self, path: str) -> str:
         if path not in self._fitted:
+            if len(self._fitted) >= MAX_FITTED_PATHS:  # a long-running service sees endless paths: stay bounded
+                self._fitted.clear()
             text = self.prefix + path
             encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             budget = self.max_length // 2

@@ -18,11 +18,11 @@ skipped. The Ray engine (renda/archive_ray.py) runs the same functions, spread o
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,9 +189,11 @@ def report_row(key: dict, rows: list[dict]) -> dict:
 
 # --- Tables on disk ------------------------------------------------------------------------------
 
-def new_part_name() -> str:
-    """Unique across runs and Ray actors; sorts by time."""
-    return f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+def part_name(tables: dict[str, list[dict]]) -> str:
+    """Named after the reports and files the batch holds: a batch done twice (Ray retrying the
+    task of an actor that died after writing) replaces its own part instead of doubling its rows."""
+    keys = sorted({f"{row['report_path']}\0{row['report_id'] or ''}" for name in ("reports", "failed") for row in tables[name]})
+    return f"part-{hashlib.sha1(chr(1).join(keys).encode('utf-8')).hexdigest()[:20]}.parquet"
 
 
 def _write_part(path: Path, table: pa.Table) -> None:
@@ -204,9 +206,12 @@ def _write_part(path: Path, table: pa.Table) -> None:
         raise
 
 
-def commit_batch(out: Path, tables: dict[str, list[dict]], part: str | None = None) -> str:
-    """Write one batch as a part of each table; the `reports` part, written last, commits it."""
-    part = part or new_part_name()
+def commit_batch(out: Path, tables: dict[str, list[dict]]) -> str | None:
+    """Write one batch as a part of each table; the `reports` part, written last, commits it.
+    A batch with nothing in it (a paragraph file whose reports were all done) writes nothing."""
+    if not (tables["reports"] or tables["failed"]):
+        return None
+    part = part_name(tables)
     for name in ("failed", "paragraphs", "reports"):
         folder = Path(out) / name
         folder.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,18 @@ the archive, OUT and the model folder on a path all nodes see (a shared file sys
 from __future__ import annotations
 
 import json
+import math
+import os
 import pickle
 from pathlib import Path
 
 from renda.archive import (Progress, archive_files, batch_counts, commit_batch, label_batch, open_archive,
                            parse_file, pending_files)
+from renda.records import DataError
+
+# CPUs a parse task asks for: parsing is light, and a share unlike the actors' also keeps Ray from
+# fusing the parse tasks into the actors (parsing would then wait on the model).
+PARSE_CPUS = 0.25
 
 
 def parse_row(row: dict, root: str) -> dict:
@@ -47,17 +54,20 @@ class LabelWriter:
         return {"files": [len(batch["items"])], "reports": [reports], "paragraphs": [paragraphs], "failed": [failed]}
 
 
-def pool_size(actors: int, actor_cpus: float, actor_gpus: float) -> int:
-    """The actors asked for; else one per GPU, or one per `actor_cpus` of the cluster's CPUs less
-    one, which the parse tasks need (actors holding every CPU would starve them: Ray then waits forever)."""
+def pool_size(actors: int, actor_cpus: float, actor_gpus: float, fixed: bool) -> int:
+    """The actors asked for; else one per GPU, or as many as the cluster's CPUs hold with room
+    left for a parse task. Actors holding every CPU would starve the parse tasks, and Ray would
+    wait forever: on a Ray started here (`fixed`: no autoscaler to add nodes) that is refused."""
     import ray
 
-    if actors:
-        return actors
-    resources = ray.cluster_resources()
-    if actor_gpus:
-        return max(1, int(resources.get("GPU", 0) // actor_gpus))
-    return max(1, int((resources.get("CPU", 1) - 1) // actor_cpus))
+    cpus = ray.cluster_resources().get("CPU", 1)
+    if not actors:
+        actors = max(1, int(ray.cluster_resources().get("GPU", 0) // actor_gpus)) if actor_gpus \
+            else max(1, math.floor((cpus - PARSE_CPUS) / actor_cpus))
+    if fixed and actors * actor_cpus + PARSE_CPUS > cpus:
+        raise DataError("--actors/--actor-cpus", f"{actors} actors of {actor_cpus} CPUs leave no CPU for parsing on {cpus:g} CPUs: "
+                         f"lower --actors or --actor-cpus (e.g. --actor-cpus {cpus - PARSE_CPUS:g} for one actor)")
+    return actors
 
 
 def label_archive_ray(root: Path | str, out: Path | str, model_dir: Path | str, batch_files: int = 16,
@@ -85,16 +95,15 @@ def label_archive_ray(root: Path | str, out: Path | str, model_dir: Path | str, 
                 context = ray.data.DataContext.get_current()
                 context.enable_progress_bars = False  # ours counts reports and paragraphs
                 context.print_on_execution_start = False
-                bar = Progress(len(todo), progress)  # after Ray has started: the rates are the labelling's
+                size = pool_size(actors, actor_cpus, actor_gpus, fixed=started and not (address or os.environ.get("RAY_ADDRESS")))
                 files = ray.data.from_items([{"path": rel, "skip": json.dumps(sorted(skip))} for rel, skip in todo])
-                # Parse tasks are light; half a CPU each also keeps Ray from fusing them into the actors.
-                parsed = files.map(parse_row, fn_kwargs={"root": str(root)}, num_cpus=0.5)
-                size = pool_size(actors, actor_cpus, actor_gpus)
+                parsed = files.map(parse_row, fn_kwargs={"root": str(root)}, num_cpus=PARSE_CPUS)
                 counts = parsed.map_batches(
                     LabelWriter, fn_constructor_kwargs={"model_dir": str(Path(model_dir).resolve()), "out": str(out),
-                                                        "threads": max(1, int(actor_cpus))},
+                                                        "threads": math.ceil(actor_cpus)},
                     batch_size=batch_files, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size),
                     num_cpus=actor_cpus, num_gpus=actor_gpus)
+                bar = Progress(len(todo), progress)  # after Ray has started: the rates are the labelling's
                 for row in counts.iter_rows():
                     bar.update(int(row["files"]), int(row["reports"]), int(row["paragraphs"]), int(row["failed"]))
             finally:

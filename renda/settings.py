@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     # redoes at most one batch of files
     archive_batch_files: int = Field(16, ge=1, description="report files per batch (and per Parquet part)")
     # --engine ray: the predictor runs in a pool of Ray actors, each loading the model once
-    archive_actors: int = Field(0, ge=0, description="actors in the pool; 0 = one per GPU, else one per ARCHIVE_ACTOR_CPUS of the cluster's CPUs less one (for parsing)")
-    archive_actor_cpus: float = Field(1.0, gt=0, description="CPUs per actor (also its torch threads)")
+    archive_actors: int = Field(0, ge=0, description="actors in the pool; 0 = one per GPU, else as many as the cluster's CPUs hold beside a parse task")
+    archive_actor_cpus: float = Field(1.0, gt=0, description="CPUs per actor (its torch threads: this, rounded up)")
     archive_actor_gpus: float = Field(0.0, ge=0, description="GPUs per actor; 0 = CPU only")
 
 
