@@ -9,7 +9,6 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from itertools import groupby
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from model.baseline import BaselinePredictor
 from model import baseline as model_baseline
 from model.predictor import META_FILE, load_predictor
 from model.publish import staged_directory
-from renda.corpus import label_records, load_corpus
+from renda.corpus import label_records, load_corpus, report_runs
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
 from training.dataset import assign_splits, build_dataset, load_split, row_weights
@@ -219,8 +218,7 @@ def labeller_agreement(paths: list[str]) -> dict:
     for path in paths:
         records = read_jsonl(path)
         unsure = [bool(obj.get("unsure")) for _, obj in iter_json_objects(path)]
-        for _, run in groupby(range(len(records)), key=lambda i: records[i].report_id):
-            run = list(run)
+        for run in report_runs(records):
             for i, label in zip(run, label_records([records[i] for i in run])):
                 hit = int(label == records[i].label)
                 for key in ("all",) + (() if unsure[i] else ("certain",)):
