@@ -48,17 +48,16 @@ class Combiner:
     def weight(self, kind: str | None) -> float:
         return getattr(self, kind) if kind in RULE_KINDS else 0.0
 
-    def scores(self, unit: Unit, logp: np.ndarray, labels: list[str]) -> np.ndarray:
-        """logp: the members' log-probabilities (members × labels)."""
-        total = logp.mean(axis=0)
+    def scores(self, unit: Unit, mean_logp: np.ndarray, labels: list[str]) -> np.ndarray:
+        """mean_logp: the mean of the members' log-probabilities (one per label)."""
+        total = mean_logp.copy()
         if unit.rule is not None:
-            total = total.copy()
             total[labels.index(unit.rule)] += self.weight(unit.rule_kind)
         return total
 
     def decide(self, unit: Unit, logp: np.ndarray, labels: list[str]) -> tuple[str, str]:
-        """(label, source) of one unit."""
-        label = labels[int(self.scores(unit, logp, labels).argmax())]
+        """(label, source) of one unit; logp: its members' log-probabilities (members × labels)."""
+        label = labels[int(self.scores(unit, logp.mean(axis=0), labels).argmax())]
         if label == unit.rule:
             return label, "heading"
         return label, "vote" if len(unit.members) > 1 else "model"
@@ -124,26 +123,20 @@ def fit_combiner(units: list[Unit], predictions: list[Prediction], gold: list[st
     from sklearn.metrics import f1_score
 
     logp = log_probabilities(predictions, labels)
-    means = [logp[list(u.members)].mean(axis=0) for u in units]
-    rule_at = [labels.index(u.rule) if u.rule is not None else -1 for u in units]
-    member_gold = [[gold[i] for i in u.members] for u in units]
-    flat_gold = [g for gs in member_gold for g in gs]
+    means = [logp[list(u.members)].mean(axis=0) for u in units]  # once: the grid only moves the weights
+    flat_gold = [gold[i] for u in units for i in u.members]
     present = sorted(set(flat_gold))
     default = Combiner()
     best, best_key = default, None
     for weights in itertools.product(grid, repeat=len(RULE_KINDS)):
-        w = dict(zip(RULE_KINDS, weights))
-        pred = []
-        for mean, at, unit, gs in zip(means, rule_at, units, member_gold):
-            total = mean.copy()
-            if at >= 0:
-                total[at] += w.get(unit.rule_kind, 0.0)
-            pred += [labels[int(total.argmax())]] * len(gs)
+        candidate = Combiner(**dict(zip(RULE_KINDS, weights)), fitted_on=fitted_on)
+        pred = [labels[int(candidate.scores(unit, mean, labels).argmax())]
+                for mean, unit in zip(means, units) for _ in unit.members]
         f1 = f1_score(flat_gold, pred, labels=present, average="macro", zero_division=0)
-        distance = sum(abs(np.log1p(w[k]) - np.log1p(default.weight(k))) for k in RULE_KINDS)
+        distance = sum(abs(np.log1p(candidate.weight(k)) - np.log1p(default.weight(k))) for k in RULE_KINDS)
         key = (round(f1, 6), -distance)
         if best_key is None or key > best_key:
-            best, best_key = Combiner(**w, fitted_on=fitted_on), key
+            best, best_key = candidate, key
     return best
 
 
