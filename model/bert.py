@@ -65,6 +65,12 @@ class PairEncoder:
             self._fitted[path] = text
         return self._fitted[path]
 
+    def first_windows(self, paths: list[str], texts: list[str]) -> list[Features]:
+        """Each text's first window only, unpadded (training reads a paragraph's opening)."""
+        encoded = self.tokenizer([self.first(p) for p in paths], texts, truncation="only_second", max_length=self.max_length)
+        keys = [k for k in self.tokenizer.model_input_names if k in encoded]
+        return [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
+
     def _overflow(self, stride: int) -> dict:
         return {"stride": min(stride, self.max_length // 4), "return_overflowing_tokens": True}
 
@@ -109,6 +115,18 @@ def token_budget_batches(lengths: list[int], budget: int) -> list[range]:
     if lengths:
         batches.append(range(start, len(lengths)))
     return batches
+
+
+def pad_features(windows: list[Features], pad_id: int) -> dict[str, np.ndarray]:
+    """Right-padded int64 arrays, as the tokenizer pads (pad id for tokens, 0 elsewhere)."""
+    width = max(len(w["input_ids"]) for w in windows)
+    batch = {}
+    for key in windows[0]:
+        array = np.full((len(windows), width), pad_id if key == "input_ids" else 0, dtype=np.int64)
+        for row, window in enumerate(windows):
+            array[row, : len(window[key])] = window[key]
+        batch[key] = array
+    return batch
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -182,15 +200,7 @@ class WindowedPredictor:
         return out
 
     def pad(self, windows: list[Features]) -> dict[str, np.ndarray]:
-        """Right-padded int64 arrays, as the tokenizer pads (pad id for tokens, 0 elsewhere)."""
-        width = max(len(w["input_ids"]) for w in windows)
-        batch = {}
-        for key in windows[0]:
-            array = np.full((len(windows), width), self.pad_id if key == "input_ids" else 0, dtype=np.int64)
-            for row, window in enumerate(windows):
-                array[row, : len(window[key])] = window[key]
-            batch[key] = array
-        return batch
+        return pad_features(windows, self.pad_id)
 
     def encode_windows(self, texts: list[str], paths: list[str] | None = None) -> tuple[dict, list[int]]:
         """All windows of all texts as padded tensors (the tokenizer's own overflow), and for each

@@ -52,7 +52,12 @@ def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
 def reliability(probs: np.ndarray, gold: np.ndarray, bins: int = BINS) -> list[dict]:
     """Per equal-width bin of confidence (the top probability): how many, mean confidence, accuracy."""
     probs = np.asarray(probs)
-    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == gold
+    return binned(probs.max(axis=1), probs.argmax(axis=1) == gold, bins)
+
+
+def binned(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> list[dict]:
+    """Rows (a score and whether its label was right) per equal-width bin of the score."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
     # Bin i holds (i/bins, (i+1)/bins]; a confidence of exactly 0 goes to the first bin.
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
     out = []
@@ -67,10 +72,20 @@ def reliability(probs: np.ndarray, gold: np.ndarray, bins: int = BINS) -> list[d
 
 def ece(probs: np.ndarray, gold: np.ndarray, bins: int = BINS) -> float:
     """Expected calibration error: Σ over bins of (share of rows) × |accuracy − mean confidence|."""
-    total = len(gold)
+    return expected_error(reliability(probs, gold, bins))
+
+
+def prediction_ece(predictions: list[Prediction], gold: list[str], bins: int = BINS) -> float:
+    """ECE of predictions as given: each one's score against whether its label is the gold one
+    (whole-report predictions included, whose label is their section's)."""
+    return expected_error(binned([p.score for p in predictions], [p.label == g for p, g in zip(predictions, gold)], bins))
+
+
+def expected_error(bins: list[dict]) -> float:
+    total = sum(b["count"] for b in bins)
     if total == 0:
         return 0.0
-    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, gold, bins) if b["count"]))
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]))
 
 
 def as_arrays(predictions: list[Prediction], gold: list[str], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,26 +141,36 @@ def calibrate(prediction: Prediction, labels: list[str], temperature: float) -> 
 
 
 class Calibrated:
-    """A predictor whose scores are temperature-scaled; everything else is the wrapped predictor's."""
+    """A predictor whose scores are temperature-scaled, by the temperature of the mode each
+    prediction was made in: `temperature` for a paragraph read with its heading path,
+    `temperature_alone` for one read without (a model is surer, and wrong more often, alone).
+    Everything else is the wrapped predictor's."""
 
-    def __init__(self, predictor: Predictor, temperature: float):
+    def __init__(self, predictor: Predictor, temperature: float, temperature_alone: float | None = None):
         self.inner, self.temperature = predictor, temperature
+        self.temperature_alone = temperature if temperature_alone is None else temperature_alone
 
     def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
-        return [calibrate(p, self.inner.labels, self.temperature) for p in self.inner.predict(texts, contexts)]
+        return [calibrate(p, self.inner.labels, self.temperature if p.context else self.temperature_alone)
+                for p in self.inner.predict(texts, contexts)]
 
     def __getattr__(self, name: str):  # labels, model_id, info and anything a backend adds
         return getattr(self.inner, name)
 
 
-def calibrated(predictor: Predictor, temperature: float | None = None) -> Predictor:
-    """`predictor` scaled by `temperature` (default: the `temperature` its metadata stores); returned
-    as it is when there is none (models trained before calibration) or it is 1."""
+def calibrated(predictor: Predictor, temperature: float | None = None, temperature_alone: float | None = None) -> Predictor:
+    """`predictor` scaled by `temperature` (with a heading path) and `temperature_alone` (without;
+    default: the same), both by default from its metadata (`temperature`, `temperature_alone`);
+    returned as it is when there is none (models trained before calibration) or both are 1."""
     if temperature is None:
-        temperature = (getattr(predictor, "info", None) or {}).get("temperature")
-    if temperature is None or float(temperature) == 1.0:
+        info = getattr(predictor, "info", None) or {}
+        temperature, temperature_alone = info.get("temperature"), info.get("temperature_alone")
+    if temperature is None:
         return predictor
-    return Calibrated(predictor, float(temperature))
+    temperature_alone = temperature if temperature_alone is None else temperature_alone
+    if float(temperature) == float(temperature_alone) == 1.0:
+        return predictor
+    return Calibrated(predictor, float(temperature), float(temperature_alone))
 
 
 def is_uncertain(score: float, min_score: float | None) -> bool | None:

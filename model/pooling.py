@@ -28,11 +28,22 @@ class BertForMeanPooledClassification(BertPreTrainedModel):
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-        mask = attention_mask[..., None].to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.head(hidden, attention_mask)
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the last layer's token vectors: their mean over real tokens, then the classifier."""
+        mask = attention_mask[..., None].to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.classifier(self.dropout(pooled))
+
+
+def head_logits(model, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Either head on the last layer's token vectors (for a top run apart from the model's forward)."""
+    if isinstance(model, BertForMeanPooledClassification):
+        return model.head(hidden, attention_mask)
+    return model.classifier(model.dropout(model.base_model.pooler(hidden)))  # transformers' [CLS] + pooler head
 
 
 def classifier_class(pooling: str):

@@ -28,6 +28,21 @@ def _share(value: str) -> float:
     return number
 
 
+def setting(value: str) -> tuple[str, str]:
+    """KEY=VALUE of --set: the key must name a training setting (TrainConfig checks the value)."""
+    from training.config import TrainConfig
+
+    key, sep, raw = value.partition("=")
+    if not sep or key not in TrainConfig.model_fields:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected KEY=VALUE with KEY one of {', '.join(TrainConfig.model_fields)}")
+    return key, raw
+
+
+def variant(value: str) -> dict[str, str]:
+    """'KEY=VALUE KEY=VALUE' of --try: settings changed together."""
+    return dict(setting(item) for item in value.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
     s = get_settings()
     parser = argparse.ArgumentParser(prog="renda", description="Label the paragraphs of 人大常委会工作报告 by section.")
@@ -61,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
     p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+                   help="override any setting of the config (training/config.toml), e.g. --set freeze_layers=8; repeatable")
     p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
     p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
 
@@ -83,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", nargs="+", required=True, help="the reports to cross-validate over (folders and/or labelled .jsonl)")
     p.add_argument("--extra-train", nargs="*", default=None, help="corpora added to every fold's training data, never scored (e.g. data/starter)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default %(default)s)")
-    p.add_argument("--models", nargs="+", default=["baseline", "bert"], help="recipes to run: baseline and/or bert (default: both)")
+    p.add_argument("--models", nargs="+", default=["baseline", "bert"],
+                   help="recipes to run: baseline, bert, fused (the two averaged, weights fitted on each fold's dev) (default: baseline bert)")
+    p.add_argument("--try", dest="variants", action="append", default=[], metavar="'KEY=VALUE …'", type=variant,
+                   help="a set of settings to cross-validate as its own recipe on the same folds (the search: baseline fitted "
+                        "once, frozen-layer outputs shared); repeatable; none = the config as it is")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
     p.add_argument("--context-dropout", type=float, default=None, help="override `context_dropout` of the config (share of training rows without their heading path)")
     p.add_argument("--starter-weight", type=float, default=None, help="override `starter_weight` of the config (loss weight of starter-corpus paragraphs)")
@@ -91,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
     p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+                   help="override any setting of the config (training/config.toml), e.g. --set freeze_layers=8; repeatable")
     p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
     _add_common(p)
 
@@ -169,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.pipeline import run_train
 
             run_train(args.data, args.out, args.base_model, args.config, args.threads, args.if_stale,
-                      epochs=args.epochs, max_steps=args.max_steps)
+                      **{"epochs": args.epochs, "max_steps": args.max_steps, **dict(args.set)})
         elif args.command == "export":
             from training.export import run_export
 
@@ -182,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             from training.pipeline import run_crossval
 
             run_crossval(args.corpus, args.out, args.folds, args.models, seed, args.extra_train or None,
-                         args.base_model, args.config, args.threads, settings.dev_fraction,
-                         epochs=args.epochs, max_steps=args.max_steps, context_dropout=args.context_dropout,
-                         starter_weight=args.starter_weight)
+                         args.base_model, args.config, args.threads, settings.dev_fraction, args.variants or None,
+                         **{"epochs": args.epochs, "max_steps": args.max_steps, "context_dropout": args.context_dropout,
+                            "starter_weight": args.starter_weight, **dict(args.set)})
         elif args.command == "check-labeller":
             from training.pipeline import run_check_labeller
 

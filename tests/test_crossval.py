@@ -85,3 +85,29 @@ def test_crossval_refuses_extra_training_data_that_overlaps_the_scored_reports(t
 def test_crossval_refuses_an_unknown_recipe(tmp_path, capsys):
     code = main(["crossval", "--corpus", str(STARTER), "--models", "svm", "--out", str(tmp_path / "cv")])
     assert code == 2 and "unknown recipe svm" in capsys.readouterr().err
+
+
+def test_crossval_search_tries_variants_on_the_same_folds_and_reports_timing(tiny_base, tmp_path):
+    """`--try` variants: each its own bert and fused recipe on the same folds; the baseline scored
+    once; the settings, minutes, epochs and fitted weights of every fold land in the report."""
+    out = tmp_path / "cv"
+    variants = [{"freeze_layers": 1}, {"freeze_layers": 1, "context_dropout": 0.0}]
+    evaluations = run_crossval([str(STARTER)], out, 2, ["baseline", "bert", "fused"], seed=13, base_model=str(tiny_base),
+                               threads=1, variants=variants, **{**TINY_OVERRIDES, "max_steps": 2})
+    names = [e.name for e in evaluations]
+    recipes = ["baseline", "bert-freeze_layers=1", "fused-freeze_layers=1",
+               "bert-freeze_layers=1-context_dropout=0.0", "fused-freeze_layers=1-context_dropout=0.0"]
+    assert names == [f"{r}-cv-{m}" for r in recipes for m in ("alone", "path", "report")]
+    folds_json = json.loads((out / "folds.json").read_text(encoding="utf-8"))
+    runs = folds_json["runs"]
+    assert [r["name"] for r in runs] == ["bert-freeze_layers=1", "bert-freeze_layers=1-context_dropout=0.0"]
+    assert runs[1]["settings"]["context_dropout"] == 0.0 and runs[0]["settings"]["freeze_layers"] == 1
+    assert all(r["minutes"] >= 0 for r in runs)
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["models"]
+    for fold in summary["bert-freeze_layers=1-cv-path"]["folds"]:
+        assert fold["epochs_run"] == 1 and fold["fine_tune_minutes"] >= 0 and fold["temperature_alone"] > 0
+    for fold in summary["fused-freeze_layers=1-cv-alone"]["folds"]:
+        assert 0 <= fold["weight"] <= 1 and 0 <= fold["weight_alone"] <= 1
+    assert all("ece" in m for m in summary.values())
+    table = (out / "search.md").read_text(encoding="utf-8")
+    assert all(f"| {r} |" in table for r in recipes)

@@ -29,6 +29,8 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     freeze_embeddings: bool = True
+    layers: int = Field(0, ge=0, description="keep the bottom N of the base model's layers; 0 = all")
+    freeze_layers: int = Field(0, ge=0, description="embeddings and the bottom N layers frozen, their outputs cached; 0 = train all")
     class_weighting: bool = True
     patience: int = Field(3, ge=1)
     seed: int = 13

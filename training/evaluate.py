@@ -7,12 +7,13 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from model.calibration import prediction_ece
 from model.predictor import Prediction, Predictor
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, dumps_jsonl
@@ -42,6 +43,7 @@ def score(name: str, records: list[Record], predictions: list[Prediction], label
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)
         },
         "windows": int(sum(p.windows for p in predictions)),
+        "ece": round(prediction_ece(predictions, gold), 4),  # does a score of 0.9 mean right 9 times in 10?
     }
     errors = [
         {"report_id": r.report_id, "heading_path": r.heading_path or [], "text": r.text, "label": r.label, "predicted": p.label,
@@ -124,10 +126,12 @@ def report_folds(records: list[Record], k: int, seed: int) -> list[list[str]]:
 @dataclass
 class CrossValidated:
     """Every record predicted once in each mode, by a model trained without its report;
-    records kept in corpus order within each report (so whole-report mode can read them)."""
+    records kept in corpus order within each report (so whole-report mode can read them).
+    `fold_info`: what each fold's model says of its training (epochs, minutes, fitted weights)."""
     records: list[Record]
     predictions: dict[str, list[Prediction]]
     fold_of: list[int]
+    fold_info: list[dict] = field(default_factory=list)
 
     def evaluation(self, name: str, mode: str) -> Evaluation:
         """Scored over all records pooled, with each fold's macro-F1 alongside (the spread)."""
@@ -138,22 +142,37 @@ class CrossValidated:
             members = [i for i, f in enumerate(self.fold_of) if f == fold]
             per_fold.append(score(name, [self.records[i] for i in members], [predictions[i] for i in members]).metrics["macro_f1"])
         evaluation.metrics.update(fold_macro_f1=per_fold, fold_macro_f1_mean=round(float(np.mean(per_fold)), 4),
-                                  fold_macro_f1_sd=round(float(np.std(per_fold)), 4))
+                                  fold_macro_f1_sd=round(float(np.std(per_fold)), 4), folds=self.fold_info)
         return evaluation
+
+
+# What a fold's model reports of its own training, kept beside the cross-validation's figures.
+FOLD_INFO = ("epochs_run", "best_epoch", "fine_tune_minutes", "temperature", "temperature_alone", "weight", "weight_alone")
+
+
+def cross_validate_many(records: list[Record], fit: Callable[[list[Record]], dict[str, Predictor]], folds: list[list[str]],
+                        progress: Callable | None = None) -> dict[str, CrossValidated]:
+    """For each fold: train on the other folds' reports, then predict this fold's in every mode,
+    with each of the models `fit` returns (by name: recipes that share a fold's work)."""
+    results: dict[str, CrossValidated] = {}
+    for number, fold in enumerate(progress(folds) if progress else folds):
+        held_out = set(fold)
+        held = [r for r in records if r.report_id in held_out]
+        for name, model in fit([r for r in records if r.report_id not in held_out]).items():
+            result = results.setdefault(name, CrossValidated([], {mode: [] for mode in MODES}, []))
+            for mode, predictions in predict_modes(model, held).items():
+                result.predictions[mode] += predictions
+            result.records += held
+            result.fold_of += [number] * len(held)
+            info = getattr(model, "info", None) or {}
+            result.fold_info.append({key: info[key] for key in FOLD_INFO if key in info})
+    return results
 
 
 def cross_validate(records: list[Record], fit: Callable[[list[Record]], Predictor], folds: list[list[str]],
                    progress: Callable | None = None) -> CrossValidated:
     """For each fold: train on the other folds' reports, predict this fold's in every mode."""
-    result = CrossValidated([], {mode: [] for mode in MODES}, [])
-    for number, fold in enumerate(progress(folds) if progress else folds):
-        held_out = set(fold)
-        held = [r for r in records if r.report_id in held_out]
-        for mode, predictions in predict_modes(fit([r for r in records if r.report_id not in held_out]), held).items():
-            result.predictions[mode] += predictions
-        result.records += held
-        result.fold_of += [number] * len(held)
-    return result
+    return cross_validate_many(records, lambda rest: {"": fit(rest)}, folds, progress)[""]
 
 
 def leave_one_report_out(

@@ -30,10 +30,15 @@ def calibration_line(meta: dict) -> str:
     """Temperature scaling, fitted on dev (model/calibration.py): what the predictor serves."""
     if meta.get("temperature") is None:
         return "none (the scores are the model's softmax)"
-    cal = (meta.get("test_metrics") or {}).get("calibration") or {}
+    held_out = meta.get("test_metrics") or {}
+    cal, alone = held_out.get("calibration") or {}, (held_out.get("alone") or {}).get("calibration") or {}
     ece = f"; held-out ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after (`reliability.png`)" if cal else ""
-    return (f"temperature T = {meta['temperature']:.3f} fitted on the dev split: the served scores are the "
+    line = (f"temperature T = {meta['temperature']:.3f} fitted on the dev split: the served scores are the "
             f"probabilities below raised to 1/T and renormalised{ece}.")
+    if meta.get("temperature_alone") is not None:
+        ece = f"; held-out ECE {alone['ece_before']:.3f} before, {alone['ece_after']:.3f} after (`reliability-alone.png`)" if alone else ""
+        line += f" A paragraph read without its heading path is scaled by its own T = {meta['temperature_alone']:.3f}{ece}."
+    return line
 
 
 def load_snippet(config) -> str:

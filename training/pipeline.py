@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from model.baseline import BaselinePredictor
@@ -23,7 +24,7 @@ from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
 from training.dataset import assign_splits, build_dataset, load_split, row_weights
 from training.evaluate import (
-    MODES, Evaluation, cross_validate, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
+    MODES, Evaluation, cross_validate_many, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
     report_folds, score, write_evaluations,
 )
 
@@ -143,28 +144,51 @@ def run_eval(models: list[Path], data: list[str], out: Path, loro: list[str] | N
     return evaluations
 
 
-def fit_bert(train: list[Record], dev: list[Record], base_model: str, config):
-    """The `make train` recipe on in-memory records; returns a predictor, writes nothing."""
-    from training.train import fine_tune
+def fit_bert(train: list[Record], dev: list[Record], base_model: str, config, bottom=None):
+    """The `make train` recipe on in-memory records; returns a predictor, writes nothing. `bottom`:
+    frozen-bottom outputs shared by every fold (the same frozen weights read the same windows)."""
+    from model.calibration import calibrated
+    from training.train import fine_tune, fit_dev_temperatures
 
-    tuned = fine_tune(train, dev, base_model, config, progress=False)
-    predictor = tuned.predictor({"kind": "bert", "labels": LABELS, "model_id": "bert-fold"}, config)
+    tuned = fine_tune(train, dev, base_model, config, progress=False, bottom=bottom)
+    raw = tuned.predictor({"kind": "bert", "labels": LABELS, "model_id": "bert-fold", "epochs_run": len(tuned.log),
+                           "best_epoch": tuned.best_epoch, "fine_tune_minutes": tuned.minutes}, config)
+    raw.info.update(fit_dev_temperatures(raw, dev))  # as `make train` serves it: calibrated per mode
+    predictor = calibrated(raw)
     predictor.info["combiner"] = fit_report_combiner(predictor, dev, "dev").to_dict()
     return predictor
 
 
+RECIPES = ("baseline", "bert", "fused")
+
+
+def variant_name(variant: dict) -> str:
+    """`bert` for the config as it is, else the settings a variant changes: bert-freeze_layers=8-epochs=6."""
+    return "-".join(["bert", *(f"{k}={v}" for k, v in variant.items())])
+
+
 def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], seed: int = 13,
                  extra_train: list[str] | None = None, base_model: str = "",
-                 config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15, **overrides) -> list[Evaluation]:
-    """Grouped k-fold cross-validation over `corpus`'s reports: each recipe (baseline, bert) is
-    trained k times on the same folds and the same training paragraphs, and every paragraph is
-    predicted once by a model that never saw its report, in the three modes. `extra_train`
-    corpora are added to every fold's training data, never scored. Each fold's whole-report
-    weights are fitted on its own dev reports (drawn from its training reports)."""
+                 config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15,
+                 variants: list[dict] | None = None, **overrides) -> list[Evaluation]:
+    """Grouped k-fold cross-validation over `corpus`'s reports: each recipe (baseline, bert, and
+    fused: their probabilities averaged) is trained k times on the same folds and the same training
+    paragraphs, and every paragraph is predicted once by a model that never saw its report, in the
+    three modes. `extra_train` corpora are added to every fold's training data, never scored. Each
+    fold's whole-report weights, temperatures and fusion weights are fitted on its own dev reports
+    (drawn from its training reports).
+
+    `variants`: settings to try on top of the config, each cross-validated as its own bert (and
+    fused) recipe on the same folds, in one run: a fold's baseline is fitted once for all, and
+    variants with the same frozen bottom share its cached outputs (the search this makes cheap)."""
     from model.bert import set_threads
     from training.config import CONFIG_FILE, load_config
+    from training.train import bottom_cache_for
 
     set_threads(threads)
+    unknown = set(models) - set(RECIPES)
+    if unknown:
+        raise DataError("models", f"unknown recipe {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")
     records = load_corpus(corpus).records
     extra = load_corpus(extra_train).records if extra_train else []
     shared = {r.report_id for r in records} & {r.report_id for r in extra}
@@ -172,6 +196,9 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         raise DataError(", ".join(extra_train or []), f"reports also in the cross-validated corpus: {', '.join(sorted(shared))}")
     groups = report_folds(records, folds, seed)
     config = load_config(config_path or CONFIG_FILE, seed=seed, **overrides)
+    configs = {variant_name(v): load_config(config_path or CONFIG_FILE, seed=seed, **{**overrides, **v}) for v in variants or [{}]}
+    caches: dict[tuple, object] = {}  # (frozen layers, base model) → the frozen-bottom outputs every fold reads
+    baselines: dict[frozenset, BaselinePredictor] = {}  # a fold's baseline, fitted once for every variant
 
     def partition(rest: list[Record]) -> tuple[list[Record], list[Record]]:
         """As `make data` does: dev reports (for early stopping) drawn from the fold's own
@@ -180,34 +207,86 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         return [r for r in rest if split_of[r.report_id] == "train"] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
 
     def baseline(rest: list[Record]) -> BaselinePredictor:
-        train, dev = partition(rest)
-        return fit_baseline(train, seed, dev=dev, config=config)
+        key = frozenset(r.report_id for r in rest)
+        if key not in baselines:
+            train, dev = partition(rest)
+            baselines[key] = fit_baseline(train, seed, dev=dev, config=config)
+        return baselines[key]
 
-    recipes = {
-        "baseline": baseline,
-        "bert": lambda rest: fit_bert(*partition(rest), config.base_model or base_model, config),
-    }
-    unknown = set(models) - set(recipes)
-    if unknown:
-        raise DataError("models", f"unknown recipe {', '.join(sorted(unknown))}; choose from {', '.join(recipes)}")
-    evaluations = []
-    for kind in models:
+    def fold_models(rest: list[Record], name: str, variant) -> dict:
+        fitted = {"baseline": baseline(rest)} if "baseline" in models else {}
+        if "bert" in models or "fused" in models:
+            train, dev = partition(rest)
+            base = variant.base_model or base_model
+            bottom = caches.setdefault((variant.freeze_layers, base), bottom_cache_for(base, variant)) if variant.freeze_layers else None
+            encoder = fit_bert(train, dev, base, variant, bottom)
+            if "bert" in models:
+                fitted[name] = encoder
+            if "fused" in models:
+                fitted[name.replace("bert", "fused", 1)] = fuse(encoder, baseline(rest), dev)
+        return fitted
+
+    evaluations, runs = [], []
+    for name, variant in configs.items():
+        if runs and models == ["baseline"]:
+            break  # the baseline does not change with the encoder's settings
         started = time.monotonic()
-        result = cross_validate(records, recipes[kind], groups, progress=lambda xs: tqdm(xs, desc=f"{kind}: {folds} folds"))
+        results = cross_validate_many(records, lambda rest: fold_models(rest, name, variant), groups,
+                                      progress=lambda xs: tqdm(xs, desc=f"{name}: {folds} folds"))
         minutes = round((time.monotonic() - started) / 60, 2)
-        for mode in MODES:
-            evaluations.append(result.evaluation(f"{kind}-cv-{mode}", mode))
-            evaluations[-1].metrics["minutes"] = minutes
+        for kind, result in results.items():
+            if kind == "baseline" and runs:
+                continue  # scored once
+            for mode in MODES:
+                evaluations.append(result.evaluation(f"{kind}-cv-{mode}", mode))
+                evaluations[-1].metrics["minutes"] = minutes
+        runs.append({"name": name, "settings": variant.model_dump(), "minutes": minutes})
     described = [f"{folds}-fold cross-validation by report over {' '.join(corpus)}"
                  + (f", {' '.join(extra_train)} added to every fold's training data" if extra_train else "")]
     table = write_evaluations(evaluations, out, described)
-    atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "config": config.model_dump()}, ensure_ascii=False, indent=2))
+    atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "config": config.model_dump(), "runs": runs},
+                                                           ensure_ascii=False, indent=2))
+    summary = search_table(evaluations)
+    atomic_write_text(Path(out) / "search.md", f"{described[0]}\n\n{summary}\n")
     print(table)
-    for e in evaluations:
-        m = e.metrics
-        print(f"{e.name:>22}: pooled macro-F1 {m['macro_f1']:.3f}; per fold {m['fold_macro_f1_mean']:.3f} ± {m['fold_macro_f1_sd']:.3f}")
+    print(summary)
     print(f"metrics, confusion matrices and errors (worst first) in {out}")
     return evaluations
+
+
+def fuse(encoder, ngram: BaselinePredictor, dev: list[Record]):
+    """The encoder and the n-gram model averaged, the encoder's share per mode fitted on `dev`."""
+    from model.fused import FusedPredictor, fit_fusion
+
+    weights = fit_fusion(encoder, ngram, [r.text for r in dev], [r.heading_path or [] for r in dev], [r.label for r in dev])
+    info = {**encoder.info, **weights, "model_id": f"{encoder.model_id}+{ngram.model_id}"}
+    fused = FusedPredictor(encoder, ngram, info=info, **weights)
+    info["combiner"] = fit_report_combiner(fused, dev, "dev").to_dict()
+    return fused
+
+
+def search_table(evaluations: list[Evaluation]) -> str:
+    """One row per recipe: pooled macro-F1 in each mode and their mean (what the search chooses on),
+    the weakest label alone and with the path, ECE alone and with the path, minutes and epochs."""
+    rows: dict[str, dict[str, dict]] = defaultdict(dict)
+    for e in evaluations:
+        name, _, mode = e.name.rpartition("-cv-")
+        rows[name][mode] = e.metrics
+    lines = ["| recipe | alone | path | report | mean | weakest label alone | weakest with path | ECE alone | ECE path | minutes | epochs run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, by_mode in sorted(rows.items(), key=lambda kv: -np.mean([kv[1][m]["macro_f1"] for m in MODES])):
+        f1 = [by_mode[m]["macro_f1"] for m in MODES]
+
+        def weakest(mode: str) -> str:
+            per_label = {k: v["f1"] for k, v in by_mode[mode]["per_label"].items() if v["support"]}
+            label = min(per_label, key=per_label.get)
+            return f"{label} {per_label[label]:.3f}"
+
+        epochs = [f.get("epochs_run") for f in by_mode["path"].get("folds", []) if f.get("epochs_run")]
+        lines.append(f"| {name} | {f1[0]:.3f} | {f1[1]:.3f} | {f1[2]:.3f} | **{np.mean(f1):.3f}** | {weakest('alone')} | "
+                     f"{weakest('path')} | {by_mode['alone']['ece']:.3f} | {by_mode['path']['ece']:.3f} | "
+                     f"{by_mode['path']['minutes']:.1f} | {'/'.join(map(str, epochs)) or '-'} |")
+    return "\n".join(lines)
 
 
 def labeller_agreement(paths: list[str]) -> dict:

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.bert import TRAINING_CONFIG, BertPredictor, PairEncoder, set_threads
+from model.bert import TRAINING_CONFIG, BertPredictor, Features, PairEncoder, pad_features, set_threads
 from model.calibration import as_arrays, calibrated, calibration_report, fit_temperature
 from model.context import drop_context, path_text
+from model.frozen import BottomCache, CachedBottomPredictor, freeze_bottom
 from model.predictor import META_FILE
 from model.publish import staged_directory
 from renda.labels import LABELS
@@ -66,10 +67,35 @@ def build_model(base_model: str, config: TrainConfig):
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
+        **({"num_hidden_layers": config.layers} if config.layers else {}),  # the bottom N layers kept, the rest dropped
     )
     if config.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    if config.freeze_layers:
+        freeze_bottom(model, config.freeze_layers)
     return model, tokenizer
+
+
+def bottom_cache_for(base_model: str, config: TrainConfig, shared: BottomCache | None = None) -> BottomCache | None:
+    """The cache of frozen-bottom outputs a run uses: `shared` (cross-validation folds and recipes
+    with the same frozen bottom) when it fits, else a new one; None when nothing is frozen."""
+    if not config.freeze_layers:
+        return None
+    if shared is not None:
+        shared.check(config.freeze_layers, base_model)
+        return shared
+    return BottomCache(config.freeze_layers, base_model)
+
+
+def length_batches(lengths: list[int], batch_size: int, generator: torch.Generator, pool: int = 50) -> list[list[int]]:
+    """Rows shuffled, then `pool` batches' worth at a time sorted by length and cut into batches, the
+    batches shuffled again: each batch pads only to its own longest row, and the order stays random."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[start: start + batch_size * pool], key=lengths.__getitem__)
+        batches += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def make_optimizer(model, config: TrainConfig, total_steps: int):
@@ -99,13 +125,25 @@ class FineTuned:
     best_epoch: int
     best_f1: float
 
+    bottom: BottomCache | None = None
+    minutes: float = 0.0
+
     def predictor(self, meta: dict, config: TrainConfig) -> BertPredictor:
-        return windowed_predictor(self.model, self.tokenizer, meta, config)
+        return windowed_predictor(self.model, self.tokenizer, meta, config, self.bottom)
 
 
-def windowed_predictor(model, tokenizer, meta: dict, config: TrainConfig) -> BertPredictor:
-    """An in-memory model behind the same windowed predictor a published folder gets."""
-    return BertPredictor(model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
+def windowed_predictor(model, tokenizer, meta: dict, config: TrainConfig, bottom: BottomCache | None = None) -> BertPredictor:
+    """An in-memory model behind the same windowed predictor a published folder gets (its frozen
+    bottom read from `bottom` when given: the same scores, computed once per window)."""
+    window = (model, tokenizer, meta, config.max_length, config.stride, config.text_prefix, config.eval_batch_size)
+    return CachedBottomPredictor(*window, bottom=bottom) if bottom is not None else BertPredictor(*window)
+
+
+def training_logits(model, windows: list[Features], pad_id: int, bottom: BottomCache | None) -> torch.Tensor:
+    """Logits of a batch of unpadded windows: the cached bottom and the top layers, or the whole model."""
+    if bottom is not None:
+        return bottom.logits(model, windows)
+    return model(**{k: torch.from_numpy(v) for k, v in pad_features(windows, pad_id).items()}).logits
 
 
 def dev_score(predictor, dev: list[Record]) -> dict:
@@ -117,33 +155,39 @@ def dev_score(predictor, dev: list[Record]) -> dict:
 
 
 def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: TrainConfig,
-              meta: dict | None = None, progress: bool = True) -> FineTuned:
-    """The training loop alone: no files written. Keeps the weights of the best dev epoch."""
+              meta: dict | None = None, progress: bool = True, bottom: BottomCache | None = None) -> FineTuned:
+    """The training loop alone: no files written. Keeps the weights of the best dev epoch.
+    `bottom`: a cache of frozen-bottom outputs to share (cross-validation); else one of its own."""
     started = time.monotonic()
     seed_everything(config.seed)
     model, tokenizer = build_model(base_model, config)
+    bottom = bottom_cache_for(base_model, config, bottom)
     meta = meta or {"kind": "bert", "labels": LABELS}
     label_weight = class_weights(train) if config.class_weighting else torch.ones(len(LABELS))
     row_weight = torch.tensor(row_weights(train, config.starter_weight))
+    targets = torch.tensor([LABELS.index(r.label) for r in train])
     steps_per_epoch = (len(train) + config.batch_size - 1) // config.batch_size
     total_steps = steps_per_epoch * config.epochs if not config.max_steps else min(config.max_steps, steps_per_epoch * config.epochs)
     optimizer, schedule = make_optimizer(model, config, total_steps)
     generator = torch.Generator().manual_seed(config.seed)
+    # Each row tokenized once, with its heading path and without: context dropout picks one per epoch.
     pairs, dropout_rng = PairEncoder(tokenizer, config.max_length, config.text_prefix), random.Random(config.seed)
+    texts = [r.text for r in train]
+    with_path = pairs.first_windows([path_text(r.heading_path) for r in train], texts)
+    alone = pairs.first_windows([""] * len(train), texts)
+    pad_id = tokenizer.pad_token_id or 0
     log: list[dict] = []
     best_f1, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = torch.randperm(len(train), generator=generator).tolist()
+        keep = drop_context(["path"] * len(train), config.context_dropout, dropout_rng)
+        windows = [w if k else a for w, a, k in zip(with_path, alone, keep)]
         losses = []
-        bar = tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        for start in bar:
-            rows = order[start: start + config.batch_size]
-            batch = [train[i] for i in rows]
-            paths = drop_context([path_text(r.heading_path) for r in batch], config.context_dropout, dropout_rng)
-            inputs = pairs(paths, [r.text for r in batch])
-            targets = torch.tensor([LABELS.index(r.label) for r in batch])
-            loss = weighted_loss(model(**inputs).logits, targets, label_weight, row_weight[rows])
+        batches = length_batches([len(w["input_ids"]) for w in windows], config.batch_size, generator)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        for rows in bar:
+            logits = training_logits(model, [windows[i] for i in rows], pad_id, bottom)
+            loss = weighted_loss(logits, targets[rows], label_weight, row_weight[rows])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -154,7 +198,7 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
             step += 1
             if config.max_steps and step >= config.max_steps:
                 break
-        dev_metrics = dev_score(windowed_predictor(model, tokenizer, meta, config), dev)
+        dev_metrics = dev_score(windowed_predictor(model, tokenizer, meta, config, bottom), dev)
         entry = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "dev_macro_f1": dev_metrics["macro_f1"],
                  "dev_accuracy": dev_metrics["accuracy"], "minutes": round((time.monotonic() - started) / 60, 2)}
         log.append(entry)
@@ -169,14 +213,25 @@ def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: T
         if stale >= config.patience or (config.max_steps and step >= config.max_steps) or minutes + minutes / epoch > config.max_minutes:
             break
     model.load_state_dict(best_state)
-    return FineTuned(model.eval(), tokenizer, log, best_epoch, best_f1)
+    return FineTuned(model.eval(), tokenizer, log, best_epoch, best_f1, bottom, round((time.monotonic() - started) / 60, 2))
 
 
-def fit_dev_temperature(predictor, dev: list[Record]) -> float:
-    """Temperature scaling fitted on dev predictions read with their heading paths (as served)."""
+def fit_dev_temperatures(predictor, dev: list[Record]) -> dict[str, float]:
+    """Temperature scaling fitted on dev predictions for each mode a paragraph is read in: with
+    its heading path (`temperature`) and alone (`temperature_alone`)."""
     if not dev:
-        return 1.0
-    return fit_temperature(*as_arrays(predict_records(predictor, dev), [r.label for r in dev], predictor.labels))
+        return {"temperature": 1.0, "temperature_alone": 1.0}
+    gold = [r.label for r in dev]
+    return {key: fit_temperature(*as_arrays(predict_records(predictor, dev, context), gold, predictor.labels))
+            for key, context in (("temperature", True), ("temperature_alone", False))}
+
+
+def held_out_calibration(raw, test: list[Record], meta: dict, folder: Path) -> dict:
+    """ECE before and after scaling on the held-out split, per mode, with a reliability diagram each."""
+    gold = [r.label for r in test]
+    return {mode: calibration_report(predict_records(raw, test, context), gold, raw.labels, meta[key], folder / png)
+            for mode, context, key, png in (("path", True, "temperature", "reliability.png"),
+                                            ("alone", False, "temperature_alone", "reliability-alone.png"))}
 
 
 def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainConfig,
@@ -195,21 +250,23 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         "fingerprint": fingerprint,
     }
     tuned = fine_tune(train, dev, base_model, config, meta, progress)
-    # Temperature first: the whole-report weights are fitted on the calibrated scores the model will serve.
-    meta["temperature"] = fit_dev_temperature(tuned.predictor(meta, config), dev)
-    meta["combiner"] = fit_report_combiner(calibrated(tuned.predictor(meta, config), meta["temperature"]), dev, "dev").to_dict()
+    # Temperatures first: the whole-report weights are fitted on the calibrated scores the model will serve.
+    meta.update(fit_dev_temperatures(tuned.predictor(meta, config), dev))
+    meta["combiner"] = fit_report_combiner(calibrated(tuned.predictor(meta, config)), dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
         tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
-        held_out = held_out_metrics(calibrated(best, meta["temperature"]), test)
-        if test:  # ECE of the raw and the scaled scores on the held-out split, and the reliability diagram
-            held_out["calibration"] = calibration_report(predict_records(best, test), [r.label for r in test], best.labels,
-                                                         meta["temperature"], staging / "reliability.png")
+        held_out = held_out_metrics(calibrated(best), test)
+        if test:  # ECE of the raw and the scaled scores on the held-out split, per mode
+            by_mode = held_out_calibration(best, test, meta, staging)
+            held_out["calibration"], held_out["alone"]["calibration"] = by_mode["path"], by_mode["alone"]
         meta.update(
             best_epoch=tuned.best_epoch,
+            epochs_run=len(tuned.log),
+            fine_tune_minutes=tuned.minutes,
             dev_macro_f1=tuned.best_f1,
             test_metrics=held_out,
             train_minutes=round((time.monotonic() - started) / 60, 2),
