@@ -26,8 +26,8 @@ def sample_report() -> str:
     return (FIXTURES / "sample_report.txt").read_text(encoding="utf-8")
 
 
-def build_tiny_base(folder: Path, texts: list[str]) -> Path:
-    """A 2-layer BERT with random weights and a one-character-a-token tokenizer."""
+def build_tiny_base(folder: Path, texts: list[str], layers: int = 2) -> Path:
+    """A BERT of `layers` layers (2 by default) with random weights and a one-character-a-token tokenizer."""
     import torch
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -42,7 +42,7 @@ def build_tiny_base(folder: Path, texts: list[str]) -> Path:
                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
