@@ -158,15 +158,28 @@ class Calibrated:
         return getattr(self.inner, name)
 
 
+def stored_temperatures(info: dict) -> tuple[float, float] | None:
+    """(with the heading path, alone) from a model's metadata (`temperature`, `temperature_alone`);
+    a folder from before per-mode calibration uses its one temperature for both; None: none stored."""
+    for key in ("temperature", "temperature_alone"):  # checked at load: a bad value never reaches a division
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf):
+            raise ValueError(f"{key} must be a positive number, got {value!r}")
+    if info.get("temperature") is None:
+        return None
+    alone = info.get("temperature_alone")
+    return float(info["temperature"]), float(info["temperature"] if alone is None else alone)
+
+
 def calibrated(predictor: Predictor, temperature: float | None = None, temperature_alone: float | None = None) -> Predictor:
     """`predictor` scaled by `temperature` (with a heading path) and `temperature_alone` (without;
-    default: the same), both by default from its metadata (`temperature`, `temperature_alone`);
-    returned as it is when there is none (models trained before calibration) or both are 1."""
+    default: the same), both by default from its metadata; returned as it is when there is none
+    (models trained before calibration) or both are 1."""
     if temperature is None:
-        info = getattr(predictor, "info", None) or {}
-        temperature, temperature_alone = info.get("temperature"), info.get("temperature_alone")
-    if temperature is None:
-        return predictor
+        stored = stored_temperatures(getattr(predictor, "info", None) or {})
+        if stored is None:
+            return predictor
+        temperature, temperature_alone = stored
     temperature_alone = temperature if temperature_alone is None else temperature_alone
     if float(temperature) == float(temperature_alone) == 1.0:
         return predictor

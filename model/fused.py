@@ -8,6 +8,8 @@ log-loss of the mixture, from a grid: a few hundred dev paragraphs cannot tune m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from model.predictor import Prediction, Predictor
@@ -45,6 +47,32 @@ class FusedPredictor:
 
     def __getattr__(self, name: str):  # backend, cache and anything else the encoder's predictor has
         return getattr(self.encoder, name)
+
+
+def fusion_entry(info: dict) -> dict | None:
+    """The `fusion` entry of a model folder's metadata, checked: None when there is none; a
+    ValueError naming what is wrong otherwise (the folder is then refused at load, never half-served)."""
+    entry = info.get("fusion")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or set(entry) != {"model", "weight", "weight_alone"}:
+        raise ValueError(f"fusion entry must have exactly model, weight and weight_alone, got {entry!r}")
+    folder = entry["model"]
+    if not isinstance(folder, str) or not folder or folder != Path(folder).name or folder in (".", ".."):
+        raise ValueError(f"fusion model must be the name of a folder inside the model folder, got {folder!r}")
+    return entry
+
+
+def with_fusion(encoder: Predictor, model_dir: Path | str) -> Predictor:
+    """The encoder as the folder serves it: fused with the n-gram model it stores, when its
+    metadata has a `fusion` entry (weights fitted at training time), else the encoder alone."""
+    entry = fusion_entry(encoder.info)
+    if entry is None:
+        return encoder
+    from model.baseline import BaselinePredictor
+
+    ngram = BaselinePredictor.load(Path(model_dir) / entry["model"])
+    return FusedPredictor(encoder, ngram, entry["weight"], entry["weight_alone"], info=encoder.info)
 
 
 def log_loss(predictions: list[Prediction], gold: list[str]) -> float:

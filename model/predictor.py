@@ -40,8 +40,9 @@ def read_meta(model_dir: Path | str) -> dict:
 
 
 def load_predictor(model_dir: Path | str, **options) -> Predictor:
-    """Load whichever kind of model the directory holds, its scores calibrated by the temperature
-    fitted at training time (model/calibration.py) when the folder stores one."""
+    """Load whichever kind of model the directory holds, its scores calibrated by the temperatures
+    fitted at training time (model/calibration.py) when the folder stores them, and fused with the
+    n-gram model it stores when its metadata says so (model/fused.py)."""
     from model.calibration import calibrated
 
     kind = read_meta(model_dir)["kind"]
@@ -51,6 +52,7 @@ def load_predictor(model_dir: Path | str, **options) -> Predictor:
         return calibrated(BaselinePredictor.load(model_dir))
     if kind == "bert":
         from model.backends import load_bert_predictor  # torch or ONNX, by the BACKEND setting
+        from model.fused import with_fusion
 
-        return calibrated(load_bert_predictor(model_dir, **options))
+        return with_fusion(calibrated(load_bert_predictor(model_dir, **options)), model_dir)
     raise ValueError(f"{model_dir}: unknown model kind {kind!r}")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
-from model.calibration import is_uncertain
+from model.calibration import is_uncertain, stored_temperatures
 from model.context import heading_path_of
 from model.reports import label_report
 from renda.labels import load_rules
@@ -103,7 +103,10 @@ def model_info(request: Request) -> ModelResponse:
                       max_report_chars=settings.max_report_chars, max_body_bytes=settings.max_body_bytes),
         backend=getattr(predictor, "backend", None),  # BERT predictors only (model/backends.py)
         backend_reason=getattr(predictor, "backend_reason", None) or None,
+        temperatures=dict(zip(("path", "alone"), stored_temperatures(info) or ())) or None,
+        fusion=info.get("fusion"),
     )
+
 
 
 @router.get("/healthz", response_model=Health, tags=["ops"])

@@ -207,6 +207,10 @@ class ModelResponse(BaseModel):
                                                   "null for the n-gram baseline)")
     backend_reason: str | None = Field(None, description="why that backend: the setting, the parity check at export, "
                                                          "or what made it fall back to torch")
+    temperatures: dict[str, float] | None = Field(None, description="temperature scaling of the scores, per mode: `path` for a paragraph "
+                                                                 "read with its heading path, `alone` without (null: raw scores)")
+    fusion: dict | None = Field(None, description="when the encoder is averaged with an n-gram model: the encoder's share with "
+                                                  "the heading path (`weight`) and alone (`weight_alone`), fitted on dev")
 
 
 class Health(BaseModel):

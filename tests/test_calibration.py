@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from model.bert import BertPredictor
 from model.calibration import (
-    Calibrated, as_arrays, calibrated, ece, fit_temperature, is_uncertain, nll, reliability, scale,
+    Calibrated, as_arrays, calibrated, ece, fit_temperature, is_uncertain, nll, prediction_ece, reliability, scale,
+    stored_temperatures,
 )
 from model.predictor import Prediction, load_predictor
 from renda.cli import main
@@ -94,6 +95,48 @@ def test_calibrated_wrapper_keeps_labels_and_rescales_scores():
     assert not isinstance(calibrated(Fixed()), Calibrated)  # a model without a temperature is served as it is
 
 
+class ByMode:
+    """Fixed scores; says whether it read a heading path, as the real predictors do."""
+
+    labels, model_id = LABELS, "by-mode"
+    scores = dict(zip(LABELS, [0.6, 0.25, 0.05, 0.04, 0.03, 0.02, 0.01]))
+
+    def __init__(self, info):
+        self.info = info
+
+    def predict(self, texts, contexts=None):
+        contexts = contexts or [[] for _ in texts]
+        return [Prediction("leadership", 0.6, dict(self.scores), context=bool(c)) for c in contexts]
+
+
+def test_each_mode_is_scaled_by_its_own_temperature():
+    model = calibrated(ByMode({"temperature": 2.0, "temperature_alone": 0.5}))
+    with_path, alone = model.predict(["甲", "乙"], [["一、坚持党的领导"], []])
+    raw = np.array([[ByMode.scores[l] for l in LABELS]])
+    assert with_path.context and not alone.context
+    assert np.allclose([with_path.scores[l] for l in LABELS], scale(raw, 2.0)[0])
+    assert np.allclose([alone.scores[l] for l in LABELS], scale(raw, 0.5)[0])
+    assert alone.score > 0.6 > with_path.score
+    # a folder from before per-mode calibration: its one temperature serves both modes
+    old = calibrated(ByMode({"temperature": 2.0}))
+    assert [p.scores for p in old.predict(["甲", "乙"], [["一"], []])] == [with_path.scores] * 2
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "2", True, float("inf"), float("nan")])
+@pytest.mark.parametrize("key", ["temperature", "temperature_alone"])
+def test_a_stored_temperature_that_is_not_a_positive_number_is_refused(key, bad):
+    with pytest.raises(ValueError, match=key):
+        calibrated(ByMode({"temperature": 1.5, key: bad}))
+    assert stored_temperatures({"temperature": 1.5, "temperature_alone": 0.7}) == (1.5, 0.7)
+
+
+def test_ece_of_predictions_uses_each_ones_own_label():
+    confident_right = Prediction("plans", 0.9, {"plans": 0.9})
+    confident_wrong = Prediction("deputy", 0.9, {"deputy": 0.9})
+    assert prediction_ece([confident_right] * 9 + [confident_wrong], ["plans"] * 10) == pytest.approx(0.0)
+    assert prediction_ece([confident_wrong] * 2, ["plans"] * 2) == pytest.approx(0.9)
+
+
 def test_is_uncertain():
     assert is_uncertain(0.4, None) is None
     assert is_uncertain(0.4, 0.5) is True and is_uncertain(0.5, 0.5) is False and is_uncertain(0.0, 0.0) is False
@@ -113,20 +156,24 @@ def test_training_stores_the_temperature_and_reports_ece(tiny_model):
     for key in ("ece_before", "ece_after", "nll_before", "nll_after"):
         assert 0 <= calibration[key]
     assert meta["test_metrics"]["calibration"] == calibration
+    alone = metrics["alone"]["calibration"]  # the paragraph alone: its own temperature and ECE
+    assert alone["temperature"] == meta["temperature_alone"] and 0.05 <= alone["temperature"] <= 20
+    assert alone["diagram"] == "reliability-alone.png" and (tiny_model / alone["diagram"]).is_file()
+    assert all(0 <= metrics[m]["ece"] <= 1 for m in ("alone", "report")) and 0 <= metrics["ece"] <= 1
     png = tiny_model / calibration["diagram"]
     assert png.name == "reliability.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "temperature T =" in (tiny_model / "README.md").read_text(encoding="utf-8")
 
 
-def test_load_predictor_applies_the_temperature(tiny_model):
-    temperature = json.loads((tiny_model / "renda_model.json").read_text(encoding="utf-8"))["temperature"]
+def test_load_predictor_applies_the_temperature_of_each_mode(tiny_model):
+    meta = json.loads((tiny_model / "renda_model.json").read_text(encoding="utf-8"))
     raw, served = BertPredictor.load(tiny_model), load_predictor(tiny_model)
     paths = [[], ["二、2025年主要任务"], [], ["一、坚持党的领导"], []]
     before, after = raw.predict(PARAGRAPHS, paths), served.predict(PARAGRAPHS, paths)
     assert [p.label for p in before] == [p.label for p in after]
-    want = scale(as_arrays(before, [p.label for p in before], LABELS)[0], temperature)
-    got = as_arrays(after, [p.label for p in after], LABELS)[0]
-    assert np.allclose(got, want, atol=1e-6)
+    for b, a, path in zip(before, after, paths):
+        want = scale(as_arrays([b], [b.label], LABELS)[0], meta["temperature"] if path else meta["temperature_alone"])
+        assert np.allclose(as_arrays([a], [a.label], LABELS)[0], want, atol=1e-6)
     assert all(p.score == p.scores[p.label] for p in after)
 
 

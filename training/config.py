@@ -31,6 +31,7 @@ class TrainConfig(BaseModel):
     freeze_embeddings: bool = True
     layers: int = Field(0, ge=0, description="keep the bottom N of the base model's layers; 0 = all")
     freeze_layers: int = Field(0, ge=0, description="embeddings and the bottom N layers frozen, their outputs cached; 0 = train all")
+    fusion: bool = Field(False, description="serve the encoder averaged with an n-gram model trained beside it (weights fitted on dev)")
     class_weighting: bool = True
     patience: int = Field(3, ge=1)
     seed: int = 13

@@ -223,7 +223,8 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
             if "bert" in models:
                 fitted[name] = encoder
             if "fused" in models:
-                fitted[name.replace("bert", "fused", 1)] = fuse(encoder, baseline(rest), dev)
+                fused = fitted[name.replace("bert", "fused", 1)] = fuse(encoder, baseline(rest), dev)
+                fused.info["combiner"] = fit_report_combiner(fused, dev, "dev").to_dict()  # its own whole-report weights
         return fitted
 
     evaluations, runs = [], []
@@ -255,14 +256,12 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
 
 
 def fuse(encoder, ngram: BaselinePredictor, dev: list[Record]):
-    """The encoder and the n-gram model averaged, the encoder's share per mode fitted on `dev`."""
+    """The encoder and the n-gram model averaged, the encoder's share per mode fitted on `dev`
+    (its whole-report weights are the caller's to fit)."""
     from model.fused import FusedPredictor, fit_fusion
 
     weights = fit_fusion(encoder, ngram, [r.text for r in dev], [r.heading_path or [] for r in dev], [r.label for r in dev])
-    info = {**encoder.info, **weights, "model_id": f"{encoder.model_id}+{ngram.model_id}"}
-    fused = FusedPredictor(encoder, ngram, info=info, **weights)
-    info["combiner"] = fit_report_combiner(fused, dev, "dev").to_dict()
-    return fused
+    return FusedPredictor(encoder, ngram, info={**encoder.info, **weights}, **weights)
 
 
 def search_table(evaluations: list[Evaluation]) -> str:

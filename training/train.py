@@ -23,6 +23,7 @@ from model.bert import TRAINING_CONFIG, BertPredictor, Features, PairEncoder, pa
 from model.calibration import as_arrays, calibrated, calibration_report, fit_temperature
 from model.context import drop_context, path_text
 from model.frozen import BottomCache, CachedBottomPredictor, freeze_bottom
+from model.fused import with_fusion
 from model.predictor import META_FILE
 from model.publish import staged_directory
 from renda.labels import LABELS
@@ -31,6 +32,9 @@ from training.config import TrainConfig
 from training.dataset import load_split, row_weights
 from training.evaluate import evaluate_predictor, fit_report_combiner, held_out_metrics, predict_records
 from training.model_card import write_model_card
+
+
+FUSION_DIR = "ngram"  # the n-gram model of a fused folder, inside it
 
 
 def seed_everything(seed: int) -> None:
@@ -250,16 +254,26 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         "fingerprint": fingerprint,
     }
     tuned = fine_tune(train, dev, base_model, config, meta, progress)
-    # Temperatures first: the whole-report weights are fitted on the calibrated scores the model will serve.
+    # Temperatures first: the fusion and whole-report weights are fitted on the calibrated scores the model will serve.
     meta.update(fit_dev_temperatures(tuned.predictor(meta, config), dev))
-    meta["combiner"] = fit_report_combiner(calibrated(tuned.predictor(meta, config)), dev, "dev").to_dict()
+    served, ngram = calibrated(tuned.predictor(meta, config)), None
+    if config.fusion:  # the n-gram model on the same training split, averaged in with weights fitted on dev
+        from training.pipeline import fit_baseline, fuse
+
+        ngram = fit_baseline(train, config.seed, {"model_id": "ngram", "dataset": str(dataset_dir)}, config=config)
+        served = fuse(served, ngram, dev)
+        meta["fusion"] = {"model": FUSION_DIR, "weight": served.weight, "weight_alone": served.weight_alone}
+    meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
         tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
+        if ngram is not None:
+            (staging / FUSION_DIR).mkdir()
+            ngram.save(staging / FUSION_DIR)
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
-        held_out = held_out_metrics(calibrated(best), test)
+        held_out = held_out_metrics(with_fusion(calibrated(best), staging), test)  # as load_predictor serves it
         if test:  # ECE of the raw and the scaled scores on the held-out split, per mode
             by_mode = held_out_calibration(best, test, meta, staging)
             held_out["calibration"], held_out["alone"]["calibration"] = by_mode["path"], by_mode["alone"]
