@@ -13,8 +13,9 @@ unit's paragraphs overruled or filled in for the rules) or `model` (a one-paragr
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -67,8 +68,21 @@ class Combiner:
 
     @classmethod
     def from_meta(cls, meta: dict | None) -> "Combiner":
+        """The stored weights, checked (a model folder is loaded once, then serves every report):
+        a ValueError naming what is wrong, never a failure later inside a request."""
         stored = (meta or {}).get("combiner")
-        return cls(**stored) if stored else cls()
+        if not stored:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        if not isinstance(stored, dict) or not set(stored) <= names:
+            raise ValueError(f"combiner must be an object with some of {', '.join(sorted(names))}, got {stored!r}")
+        for key, value in stored.items():
+            if key == "fitted_on":
+                if not isinstance(value, str):
+                    raise ValueError(f"combiner fitted_on must be text, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"combiner {key} must be a finite number, got {value!r}")
+        return cls(**stored)
 
 
 def log_probabilities(predictions: list[Prediction], labels: list[str]) -> np.ndarray:

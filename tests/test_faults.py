@@ -68,6 +68,15 @@ def corrupt_weights(folder: Path) -> None:
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])  # a copy cut short
 
 
+def stored(key: str, value):
+    """Breaks a copy by storing `value` under `key` in its renda_model.json."""
+    def breaks(folder: Path) -> None:
+        meta_path = folder / "renda_model.json"
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta_path.write_text(json.dumps({**meta, key: value}), encoding="utf-8")
+    return breaks
+
+
 BROKEN = {
     # name: (how to break a good copy, fragments the reason must contain)
     "no folder": (lambda d: shutil.rmtree(d), ["renda_model.json"]),
@@ -85,6 +94,13 @@ BROKEN = {
                        ["config.json is not valid JSON"]),
     "training config missing": (lambda d: (d / "training_config.json").unlink(), ["training_config.json"]),
     "tokenizer missing": (lambda d: (d / "tokenizer.json").unlink(), ["cannot load the model", "tokenizer"]),
+    # every value the folder stores is checked at load, never first used inside a request
+    "combiner malformed": (stored("combiner", {"part": "eight"}), ["combiner part must be a finite number"]),
+    "combiner unknown key": (stored("combiner", {"rules": 1.0}), ["combiner must be an object"]),
+    "temperature zero": (stored("temperature", 0), ["temperature must be a positive number"]),
+    "temperature text": (stored("temperature_alone", "hot"), ["temperature_alone must be a positive number"]),
+    "fusion outside the folder": (stored("fusion", {"model": "../ngram", "weight": 0.5, "weight_alone": 0.5}),
+                                  ["fusion model must be the name of a folder"]),
 }
 
 
