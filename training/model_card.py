@@ -41,6 +41,24 @@ def calibration_line(meta: dict) -> str:
     return line
 
 
+def recipe_line(config) -> str:
+    """Which layers trained: what a reader needs to compare this model with another."""
+    layers = f"the bottom {config.layers} layers of the base model kept" if config.layers else "all the base model's layers"
+    frozen = (f"embeddings and the bottom {config.freeze_layers} layers frozen (their outputs computed once and cached), "
+              f"the layers above and the head trained" if config.freeze_layers else
+              "every layer trained" + (" but the word embeddings" if config.freeze_embeddings else ""))
+    return f"{layers}; {frozen}; learning rate {config.learning_rate:g} (head {config.head_learning_rate:g}), batch {config.batch_size}."
+
+
+def fusion_line(meta: dict) -> str:
+    fusion = meta.get("fusion")
+    if not fusion:
+        return "none (the encoder's scores alone)."
+    return (f"the served scores average the encoder's with those of the n-gram model in `{fusion['model']}/` (trained on the "
+            f"same split): the encoder's share {fusion['weight']:.1f} with the heading path, {fusion['weight_alone']:.1f} "
+            f"alone, fitted on dev. The snippet below gives the encoder's part only.")
+
+
 def load_snippet(config) -> str:
     """How to use the folder with plain transformers, for the head it was trained with."""
     # A text pair: the heading path (part › section › sub-heading; "" when unknown), then the paragraph.
@@ -100,7 +118,8 @@ Trained by renda-sections (`make train`).
 
 - **Base model:** `{meta['base_model']}`
 - **Trained:** {meta['trained_at']} in **{meta['train_minutes']} minutes** on {meta['threads']} CPU threads
-  (best epoch {meta['best_epoch']}, dev macro-F1 {meta['dev_macro_f1']:.3f})
+  ({meta.get('epochs_run', len(log))} of {config.epochs} epochs run, best epoch {meta['best_epoch']}, dev macro-F1 {meta['dev_macro_f1']:.3f})
+- **Recipe:** {recipe_line(config)}
 - **Data:** {', '.join(data.get('corpus', [])) or meta.get('dataset')}; splits grouped by report (seed {data.get('seed', config.seed)}): {split_line}
 - **Input:** a text pair: `{config.text_prefix}` + the heading path (part › section › sub-heading,
   joined with ` › `; empty when unknown), then the paragraph. {config.context_dropout:.0%} of training
@@ -109,6 +128,7 @@ Trained by renda-sections (`make train`).
   (stride {config.stride}), each with the path in front, whose probabilities are averaged.
 - **Whole-report weights** (fitted on the dev split): `{meta.get('combiner')}`
 - **Calibration:** {calibration_line(meta)}
+- **Fusion:** {fusion_line(meta)}
 
 ## Held-out reports (test split: reports the model never saw)
 
