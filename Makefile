@@ -4,7 +4,8 @@
 #   make serve            start the service (trains first only when MODEL_DIR holds no model)
 #   make test             the whole test suite
 #   make data baseline train eval      the pipeline, step by step
-#   make crossval         both recipes compared by k-fold cross-validation over whole reports
+#   make crossval         the recipes compared by k-fold cross-validation over whole reports
+#   make search           the encoder's settings tried by cross-validation (SEARCH), one table
 #
 # Variables (override on the command line or in the environment):
 CORPUS       ?= data/starter
@@ -26,7 +27,12 @@ STARTER_WEIGHT ?=
 CV_CORPUS    ?= ../shared/corpus
 CV_EXTRA     ?=
 FOLDS        ?= 5
-CV_MODELS    ?= baseline bert
+CV_MODELS    ?= baseline bert fused
+# Settings of training/config.toml overridden for this run (train, crossval), e.g. SET="freeze_layers=8 epochs=6"
+SET          ?=
+# The recipe search (make search): each item a set of settings tried together, commas between them
+SEARCH       ?= freeze_layers=10,epochs=6 freeze_layers=10,epochs=6,context_dropout=0.5 freeze_layers=8,epochs=6 freeze_layers=11,epochs=8,learning_rate=3e-4
+SEARCH_OUT   ?= reports/search
 CV_OUT       ?= reports/crossval
 BENCH_CORPUS ?= ../shared/corpus
 CLIENTS      ?= 32
@@ -54,7 +60,7 @@ DEFAULT_BASE := models/base/multilingual-e5-small
 
 export SEED THREADS
 
-.PHONY: install data baseline base-model train eval serve test crossval check-labeller stats stats-compare bench-serve bench-prune export bench bench-load lock clean help
+.PHONY: install data baseline base-model train eval serve test crossval search check-labeller stats stats-compare bench-serve bench-prune export bench bench-load lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -91,7 +97,7 @@ $(DEFAULT_BASE)/model.safetensors: $(VENV)/.installed model/convert_e5.py
 	$(RENDA) base-model --out $(DEFAULT_BASE)
 
 train: data base-model
-	$(RENDA) train --data $(DATASET) --out $(MODEL_DIR) --base-model $(BASE_MODEL) --threads $(THREADS) --if-stale
+	$(RENDA) train --data $(DATASET) --out $(MODEL_DIR) --base-model $(BASE_MODEL) --threads $(THREADS) --if-stale $(foreach s,$(SET),--set $(s))
 	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS) --if-stale
 
 # ONNX copies of MODEL_DIR (fp32, int8) checked against torch on the model's dev split: onnx_parity.json
@@ -110,7 +116,13 @@ crossval: base-model
 	$(RENDA) crossval --corpus $(CV_CORPUS) $(if $(CV_EXTRA),--extra-train $(CV_EXTRA)) --folds $(FOLDS) \
 	  --models $(CV_MODELS) --out $(CV_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) \
 	  $(if $(CONTEXT_DROPOUT),--context-dropout $(CONTEXT_DROPOUT)) $(if $(CV_EPOCHS),--epochs $(CV_EPOCHS)) \
-	  $(if $(STARTER_WEIGHT),--starter-weight $(STARTER_WEIGHT))
+	  $(if $(STARTER_WEIGHT),--starter-weight $(STARTER_WEIGHT)) $(foreach s,$(SET),--set $(s))
+
+# The encoder's recipe searched by cross-validation (docs/encoder-recipe.md): every SEARCH item trained on
+# the same folds in one run, the baseline fitted once, the frozen layers' outputs computed once and shared.
+search: base-model
+	$(RENDA) crossval --corpus $(CV_CORPUS) --extra-train $(or $(CV_EXTRA),data/starter) --folds $(FOLDS) --models $(CV_MODELS) \
+	  --out $(SEARCH_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) $(foreach t,$(SEARCH),--try $(t))
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

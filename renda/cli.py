@@ -39,8 +39,8 @@ def setting(value: str) -> tuple[str, str]:
 
 
 def variant(value: str) -> dict[str, str]:
-    """'KEY=VALUE KEY=VALUE' of --try: settings changed together."""
-    return dict(setting(item) for item in value.split())
+    """'KEY=VALUE KEY=VALUE' (or KEY=VALUE,KEY=VALUE) of --try: settings changed together."""
+    return dict(setting(item) for item in value.replace(",", " ").split())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="number of folds (default %(default)s)")
     p.add_argument("--models", nargs="+", default=["baseline", "bert"],
                    help="recipes to run: baseline, bert, fused (the two averaged, weights fitted on each fold's dev) (default: baseline bert)")
-    p.add_argument("--try", dest="variants", action="append", default=[], metavar="'KEY=VALUE …'", type=variant,
+    p.add_argument("--try", dest="variants", action="append", default=[], metavar="KEY=VALUE,…", type=variant,
                    help="a set of settings to cross-validate as its own recipe on the same folds (the search: baseline fitted "
                         "once, frozen-layer outputs shared); repeatable; none = the config as it is")
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    seed = getattr(args, "seed", None) or settings.seed
+    seed = settings.seed if getattr(args, "seed", None) is None else args.seed  # --seed 0 is a seed
     try:
         if args.command == "data":
             from training.pipeline import run_data
