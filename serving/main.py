@@ -21,7 +21,7 @@ from renda import __version__
 from renda.settings import Settings, get_settings
 from serving.page import install_page
 from serving.routers import router
-from serving.service import ModelNotReady, ModelService
+from serving.service import ModelNotReady, ModelService, QueueFull
 from serving.validation import InputProblem
 
 log = logging.getLogger("renda.http")
@@ -119,6 +119,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def problem(_: Request, error: InputProblem) -> JSONResponse:
         return JSONResponse(status_code=error.status, content=error_body(str(error), [{"field": error.field, "message": error.message}]))
 
+    @app.exception_handler(QueueFull)
+    async def queue_full(_: Request, error: QueueFull) -> JSONResponse:
+        return JSONResponse(status_code=503, content=error_body(str(error)), headers={"Retry-After": str(error.retry_after)})
+
     @app.exception_handler(ModelNotReady)
     async def not_ready(_: Request, error: ModelNotReady) -> JSONResponse:
         return JSONResponse(status_code=503, content=error_body(f"model not ready: {error}"), headers={"Retry-After": "5"})
@@ -174,7 +178,8 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
     # BERT inference options from this app's settings (backend, cache, batch budget; the baseline ignores them)
     options = dict(backend=settings.backend, cache_size=settings.cache_size, max_batch_tokens=settings.max_batch_tokens)
     service = ModelService(load or (lambda: load_model_folder(folder, threads=settings.threads or None, **options)),
-                           settings.batch_wait_ms, settings.max_batch_paragraphs)
+                           settings.batch_wait_ms, settings.max_batch_paragraphs, settings.max_batch_chars,
+                           settings.max_queue_paragraphs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -100,7 +100,8 @@ def model_info(request: Request) -> ModelResponse:
         held_out_metrics=info.get("test_metrics") or {},
         label2id={label: i for i, label in enumerate(predictor.labels)},
         limits=Limits(max_paragraphs=settings.max_paragraphs, max_paragraph_chars=settings.max_paragraph_chars,
-                      max_report_chars=settings.max_report_chars, max_body_bytes=settings.max_body_bytes),
+                      max_report_chars=settings.max_report_chars, max_body_bytes=settings.max_body_bytes,
+                      max_queue_paragraphs=settings.max_queue_paragraphs),
         backend=getattr(predictor, "backend", None),  # BERT predictors only (model/backends.py)
         backend_reason=getattr(predictor, "backend_reason", None) or None,
         temperatures=dict(zip(("path", "alone"), stored_temperatures(info) or ())) or None,

@@ -193,6 +193,7 @@ class Limits(BaseModel):
     max_paragraph_chars: int
     max_report_chars: int
     max_body_bytes: int
+    max_queue_paragraphs: int = Field(description="paragraphs that may wait for the model; beyond, 503 with Retry-After")
 
 
 class ModelResponse(BaseModel):

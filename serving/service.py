@@ -9,11 +9,13 @@ own results. `make bench-serve` (serving/bench.py) measures what that buys.
 from __future__ import annotations
 
 import logging
-import queue
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from model.predictor import Prediction, Predictor
 
@@ -27,77 +29,165 @@ class ModelNotReady(RuntimeError):
 Contexts = list[list[str]] | None  # each paragraph's heading path ([] = unknown); None = none for any
 
 
-class Batcher:
-    """One worker thread runs queued jobs through the model together. A job is one request's texts
-    and their contexts; the batch's contexts are concatenated in the same order as its texts, so
-    each stays with its paragraph."""
+class QueueFull(RuntimeError):
+    """The batcher holds as many paragraphs as it may: the request is refused at once (503)."""
 
-    def __init__(self, predict: Callable[..., list[Prediction]], wait_ms: float, max_paragraphs: int):
+    def __init__(self, waiting: int, retry_after: int):
+        super().__init__(f"the service is busy: {waiting} paragraphs are waiting; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its texts and contexts, how many have gone to the model, and their results."""
+    texts: list[str]
+    contexts: Contexts
+    future: Future
+    seq: int
+    taken: int = 0
+    done: int = 0
+    results: list = dataclass_field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        return len(self.texts) - self.taken
+
+
+Chunk = tuple[Job, int, int]  # a job's paragraphs [start, end) in one model batch
+
+
+class Batcher:
+    """One worker thread runs the queued requests through the model in batches, fairly.
+
+    A request is cut into chunks, so a batch is at most `max_paragraphs` paragraphs and about
+    `max_chars` characters (the model's cost), and each batch is filled in this order:
+    - the oldest waiting request first, for up to a quarter of the batch: a large request always
+      moves on, however many small ones keep arriving (no starvation);
+    - then the others, fewest paragraphs left first: a single paragraph waits for at most the batch
+      in progress, never behind a whole report.
+    At most `max_queued` paragraphs wait (a larger request is taken only into an empty queue);
+    beyond that `submit` raises QueueFull at once, with a Retry-After estimated from recent batches.
+    Each request's results are handed back when its last chunk is done. `close()` lets the worker
+    finish what was accepted, then stop; nothing is accepted after it."""
+
+    def __init__(self, predict: Callable[..., list[Prediction]], wait_ms: float, max_paragraphs: int,
+                 max_chars: int = 20_000, max_queued: int = 1024):
         self.predict, self.wait, self.max_paragraphs = predict, wait_ms / 1000, max_paragraphs
-        self.jobs: queue.Queue[tuple[list[str], Contexts, Future] | None] = queue.Queue()
-        self.closed, self.lock = False, threading.Lock()
+        self.max_chars, self.max_queued = max_chars, max_queued
+        self.pending: list[Job] = []
+        self.queued = 0  # paragraphs accepted and not yet given to the model
+        self.seconds_per_paragraph = 0.05  # recent model time per paragraph, for Retry-After
+        self.closed, self.cond, self.seq = False, threading.Condition(), 0
         self.thread = threading.Thread(target=self._run, name="renda-batcher", daemon=True)
         self.thread.start()
 
     def submit(self, texts: list[str], contexts: Contexts = None) -> list[Prediction]:
         if contexts is not None and len(contexts) != len(texts):
             raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        if not texts:
+            return []
         future: Future = Future()
-        with self.lock:  # nothing may queue behind the closing None: no worker would ever answer it
-            if self.closed:
+        with self.cond:
+            if self.closed:  # nobody would answer it
                 raise ModelNotReady("the model service has stopped")
-            self.jobs.put((texts, contexts, future))
+            if self.pending and self.queued + len(texts) > self.max_queued:
+                raise QueueFull(self.queued, self.retry_after())
+            self.seq += 1
+            self.pending.append(Job(texts, contexts, future, self.seq, results=[None] * len(texts)))
+            self.queued += len(texts)
+            self.cond.notify()
         return future.result()
 
+    def retry_after(self) -> int:
+        return max(1, min(60, math.ceil(self.queued * self.seconds_per_paragraph)))
+
+    def waiting(self) -> int:
+        """Requests accepted and not yet answered."""
+        with self.cond:
+            return len(self.pending)
+
     def close(self) -> None:
-        with self.lock:
-            if not self.closed:
-                self.closed = True
-                self.jobs.put(None)
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
 
-    def _gather(self, first: tuple[list[str], Contexts, Future]) -> tuple[list[tuple[list[str], Contexts, Future]], bool]:
-        batch, size, deadline = [first], len(first[0]), time.monotonic() + self.wait
-        while size < self.max_paragraphs:
-            try:
-                job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
+    def _take(self) -> list[Chunk]:
+        """The next batch's chunks (the lock held; some job has paragraphs left): the oldest job's
+        reserved share, the others fewest-left first, then the oldest again into any room left."""
+        chunks: list[Chunk] = []
+        room, chars = self.max_paragraphs, self.max_chars
+        waiting = [job for job in self.pending if job.left]
+        oldest = min(waiting, key=lambda job: job.seq)
+        others = sorted((job for job in waiting if job is not oldest), key=lambda job: (job.left, job.seq))
+        for job, share in [(oldest, max(1, self.max_paragraphs // 4)), *((job, None) for job in others), (oldest, None)]:
+            n, limit = 0, min(room, job.left, share or room)
+            # a paragraph longer than the whole character budget still goes, alone, as a batch's first
+            while n < limit and (len(job.texts[job.taken + n]) <= chars or not chunks and n == 0):
+                chars -= len(job.texts[job.taken + n])
+                n += 1
+            if n:
+                chunks.append((job, job.taken, job.taken + n))
+                job.taken += n
+                room -= n
+                self.queued -= n
+            if room == 0 or chars <= 0:
                 break
-            if job is None:
-                return batch, True
-            batch.append(job)
-            size += len(job[0])
-        return batch, False
+        return chunks
 
-    def _predict(self, batch: list[tuple[list[str], Contexts, Future]]) -> list[Prediction]:
-        texts = [t for job_texts, _, _ in batch for t in job_texts]
-        if all(contexts is None for _, contexts, _ in batch):
+    def _next(self) -> list[Chunk] | None:
+        """Waits for work; None once closed and everything accepted is done."""
+        with self.cond:
+            while not any(job.left for job in self.pending):
+                if self.closed:
+                    return None
+                self.cond.wait()
+            if self.wait:  # gather: let more requests arrive before the batch is cut
+                deadline = time.monotonic() + self.wait
+                while sum(job.left for job in self.pending) < self.max_paragraphs and (left := deadline - time.monotonic()) > 0:
+                    self.cond.wait(left)
+            return self._take()
+
+    def _predict(self, chunks: list[Chunk]) -> list[Prediction]:
+        texts = [t for job, start, end in chunks for t in job.texts[start:end]]
+        if all(job.contexts is None for job, _, _ in chunks):
             return self.predict(texts)  # no request sent context: the plain call
-        contexts = [list(c) for job_texts, job_contexts, _ in batch for c in (job_contexts or [[]] * len(job_texts))]
+        contexts = [list(job.contexts[i]) if job.contexts is not None else [] for job, start, end in chunks for i in range(start, end)]
         return self.predict(texts, contexts)
 
     def _run(self) -> None:
-        while (first := self.jobs.get()) is not None:
-            batch, closing = self._gather(first)
+        while (chunks := self._next()) is not None:
+            started = time.monotonic()
             try:
-                predictions = self._predict(batch)
-            except Exception as error:  # every waiting request learns of it; the worker lives on
+                predictions = self._predict(chunks)
+            except Exception as error:  # every request in the batch learns of it; the worker lives on
                 log.exception("prediction failed")
-                for _, _, future in batch:
-                    future.set_exception(error)
-            else:
-                at = 0
-                for job_texts, _, future in batch:
-                    future.set_result(predictions[at: at + len(job_texts)])
-                    at += len(job_texts)
-            if closing:
-                return
+                with self.cond:
+                    for job, _, _ in chunks:
+                        if job in self.pending:
+                            self.pending.remove(job)
+                            self.queued -= job.left  # its chunks not yet taken are dropped with it
+                            job.future.set_exception(error)
+                continue
+            size = len(predictions)
+            self.seconds_per_paragraph = 0.8 * self.seconds_per_paragraph + 0.2 * (time.monotonic() - started) / max(size, 1)
+            at = 0
+            with self.cond:
+                for job, start, end in chunks:
+                    job.results[start:end] = predictions[at: at + end - start]
+                    at += end - start
+                    job.done += end - start
+                    if job.done == len(job.texts):
+                        self.pending.remove(job)
+                        job.future.set_result(job.results)
 
 
 class ModelService:
     """Holds the predictor; `ready` once it has loaded and answered a probe."""
 
-    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 0.0, max_batch_paragraphs: int = 64):
+    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 0.0, max_batch_paragraphs: int = 64,
+                 max_batch_chars: int = 20_000, max_queue_paragraphs: int = 1024):
         self._load, self.batch_wait_ms, self.max_batch = load, batch_wait_ms, max_batch_paragraphs
+        self.max_batch_chars, self.max_queue = max_batch_chars, max_queue_paragraphs
         self.predictor: Predictor | None = None
         self.batcher: Batcher | None = None
         self.error: str | None = None
@@ -114,7 +204,7 @@ class ModelService:
             predictor = self._load()
             predictor.predict(["坚持党的领导。"])  # a probe: loaded *and* answering
             self.predictor = predictor
-            self.batcher = Batcher(predictor.predict, self.batch_wait_ms, self.max_batch)
+            self.batcher = Batcher(predictor.predict, self.batch_wait_ms, self.max_batch, self.max_batch_chars, self.max_queue)
             self.ready.set()
             log.info("model %s ready in %.1f s", predictor.model_id, time.monotonic() - started)
         except Exception as error:

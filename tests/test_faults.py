@@ -394,7 +394,7 @@ def test_stop_answers_the_jobs_already_queued():
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
-    while service.batcher.jobs.qsize() < len(texts) - 1:  # one in the model, the others queued behind it
+    while service.batcher.waiting() < len(texts):  # one in the model, the others queued behind it
         assert time.monotonic() < deadline, "the requests never queued"
         time.sleep(0.01)
     service.stop()  # what the app's lifespan shutdown does

@@ -119,7 +119,8 @@ def test_model_info(client, direct):
     assert info["kind"] == "bert"
     assert info["label2id"] == {label: i for i, label in enumerate(LABELS)}
     assert info["limits"] == {"max_paragraphs": MAX_PARAGRAPHS, "max_paragraph_chars": MAX_PARAGRAPH_CHARS,
-                              "max_report_chars": MAX_REPORT_CHARS, "max_body_bytes": MAX_BODY_BYTES}
+                              "max_report_chars": MAX_REPORT_CHARS, "max_body_bytes": MAX_BODY_BYTES,
+                              "max_queue_paragraphs": Settings().max_queue_paragraphs}
     assert info["base_model"] == direct.info.get("base_model")
     assert info["trained_at"] == direct.info.get("trained_at")
     assert isinstance(info["held_out_metrics"], dict)

@@ -1,0 +1,149 @@
+"""Fair scheduling in the service (serving/service.py `Batcher`): requests cut into chunks, a small
+request served before a large one queued earlier, a large one never starved, a bounded queue that
+refuses at once with Retry-After and loses nothing it accepted."""
+
+import threading
+import time
+
+import pytest
+
+from serving.service import Batcher, QueueFull
+from tests.test_service import Recording, recorded_label, recording_client
+
+
+class Gated(Recording):
+    """Records batches; each batch waits for the gate (set: runs freely) and takes `pause` seconds."""
+
+    def __init__(self, pause: float = 0.0):
+        super().__init__()
+        self.gate, self.pause, self.started = threading.Event(), pause, threading.Event()
+
+    def predict(self, texts, contexts=None):
+        self.started.set()
+        assert self.gate.wait(30)
+        time.sleep(self.pause)
+        return super().predict(texts, contexts)
+
+
+def in_thread(batcher: Batcher, texts: list[str], answers: dict, finished: list) -> threading.Thread:
+    def run():
+        answers[texts[0]] = batcher.submit(texts)
+        finished.append(texts[0])
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_small_request_after_a_large_one_finishes_first():
+    model = Gated(pause=0.02)
+    batcher = Batcher(model.predict, wait_ms=0, max_paragraphs=8)
+    large = [f"报告第{i}段人大工作" for i in range(40)]
+    answers, finished = {}, []
+    threads = [in_thread(batcher, large, answers, finished)]
+    assert model.started.wait(5)  # the large request's first chunk is in the model
+    threads.append(in_thread(batcher, ["单独一段"], answers, finished))
+    wait_until(lambda: batcher.waiting() == 2)
+    model.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert finished == ["单独一段", large[0]]
+    assert "单独一段" in model.calls[1]  # served in the very next batch, beside a chunk of the large one
+    assert all(len(batch) <= 8 for batch in model.calls)
+    assert [p.label for p in answers[large[0]]] == [recorded_label(t) for t in large]  # its chunks put back in order
+    batcher.close()
+
+
+def test_a_large_request_is_never_starved_by_a_stream_of_small_ones():
+    model = Gated()
+    model.gate.set()
+    batcher = Batcher(model.predict, wait_ms=0, max_paragraphs=8)
+    large = [f"长报告第{i}段" for i in range(30)]
+    answers, finished = {}, []
+    stop = threading.Event()
+
+    def stream(n):
+        i = 0
+        while not stop.is_set():
+            batcher.submit([f"客户{n}短请求{i}"] * 6)  # enough to fill every batch on their own
+            i += 1
+    streams = [threading.Thread(target=stream, args=(n,), daemon=True) for n in range(6)]
+    for thread in streams:
+        thread.start()
+    wait_until(lambda: len(model.calls) > 5)
+    in_thread(batcher, large, answers, finished).join(20)
+    stop.set()
+    assert large[0] in answers and [p.label for p in answers[large[0]]] == [recorded_label(t) for t in large]
+    with_large = [batch for batch in model.calls if any(t.startswith("长报告") for t in batch)]
+    assert len(with_large) <= 30 // 2  # at least a quarter of each batch (2 of 8) while it was the oldest
+    for thread in streams:
+        thread.join(10)
+    batcher.close()
+
+
+def test_a_full_queue_refuses_at_once_and_loses_nothing_accepted():
+    model = Gated()
+    batcher = Batcher(model.predict, wait_ms=0, max_paragraphs=4, max_queued=10)
+    answers, finished = {}, []
+    first = [f"甲{i}" for i in range(4)]
+    threads = [in_thread(batcher, first, answers, finished)]
+    assert model.started.wait(5)  # taken into the model: no longer waiting in the queue
+    second = [f"乙{i}" for i in range(8)]
+    threads.append(in_thread(batcher, second, answers, finished))
+    wait_until(lambda: batcher.waiting() == 2)
+    started = time.monotonic()
+    with pytest.raises(QueueFull) as refused:
+        batcher.submit([f"丙{i}" for i in range(5)])  # 8 + 5 > 10
+    assert time.monotonic() - started < 1 and refused.value.retry_after >= 1 and "8 paragraphs are waiting" in str(refused.value)
+    model.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert set(finished) == {"甲0", "乙0"}
+    assert [p.label for p in answers["乙0"]] == [recorded_label(t) for t in second]
+    assert [p.label for p in batcher.submit(["丁"])] == [recorded_label("丁")]  # room again
+    batcher.close()
+
+
+def test_a_failing_model_fails_the_batch_and_the_worker_lives_on():
+    calls = []
+
+    def predict(texts, contexts=None):
+        calls.append(texts)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return Recording().predict(texts, contexts)
+    batcher = Batcher(predict, wait_ms=0, max_paragraphs=4)
+    with pytest.raises(RuntimeError, match="boom"):
+        batcher.submit(["一", "二", "三", "四", "五"])  # its later chunk is dropped with it
+    assert [p.label for p in batcher.submit(["六"])] == [recorded_label("六")]
+    assert batcher.queued == 0 and batcher.waiting() == 0
+    batcher.close()
+
+
+def test_the_service_answers_503_with_retry_after_when_its_queue_is_full():
+    model = Gated()
+    model.gate.set()  # the start-up probe passes
+    with recording_client(model, max_batch_paragraphs=2, max_queue_paragraphs=3) as (client, _):
+        assert client.get("/v1/model").json()["limits"]["max_queue_paragraphs"] == 3
+        model.gate.clear()
+        model.started.clear()
+        answers = []
+        held = threading.Thread(target=lambda: answers.append(client.post("/v1/classify", json={"paragraphs": ["甲", "乙"]})), daemon=True)
+        held.start()
+        assert model.started.wait(5)
+        waiting = threading.Thread(target=lambda: answers.append(client.post("/v1/classify", json={"paragraphs": ["丙", "丁", "戊"]})), daemon=True)
+        waiting.start()
+        wait_until(lambda: client.app.state.service.batcher.waiting() == 2)
+        refused = client.post("/v1/classify", json={"paragraphs": ["己"]})
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        assert "busy" in refused.json()["detail"]
+        model.gate.set()
+        held.join(10)
+        waiting.join(10)
+        assert [a.status_code for a in answers] == [200, 200]
