@@ -227,6 +227,8 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
                 fused.info["combiner"] = fit_report_combiner(fused, dev, "dev").to_dict()  # its own whole-report weights
         return fitted
 
+    described = [f"{folds}-fold cross-validation by report over {' '.join(corpus)}"
+                 + (f", {' '.join(extra_train)} added to every fold's training data" if extra_train else "")]
     evaluations, runs = [], []
     for name, variant in configs.items():
         if runs and models == ["baseline"]:
@@ -242,13 +244,12 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
                 evaluations.append(result.evaluation(f"{kind}-cv-{mode}", mode))
                 evaluations[-1].metrics["minutes"] = minutes
         runs.append({"name": name, "settings": variant.model_dump(), "minutes": minutes})
-    described = [f"{folds}-fold cross-validation by report over {' '.join(corpus)}"
-                 + (f", {' '.join(extra_train)} added to every fold's training data" if extra_train else "")]
-    table = write_evaluations(evaluations, out, described)
-    atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "config": config.model_dump(), "runs": runs},
-                                                           ensure_ascii=False, indent=2))
-    summary = search_table(evaluations)
-    atomic_write_text(Path(out) / "search.md", f"{described[0]}\n\n{summary}\n")
+        # written after every variant: a long search shows its figures as they come
+        table = write_evaluations(evaluations, out, described)
+        atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "config": config.model_dump(), "runs": runs},
+                                                               ensure_ascii=False, indent=2))
+        summary = search_table(evaluations)
+        atomic_write_text(Path(out) / "search.md", f"{described[0]}\n\n{summary}\n")
     print(table)
     print(summary)
     print(f"metrics, confusion matrices and errors (worst first) in {out}")
