@@ -94,9 +94,35 @@ def export_fp32(model, tokenizer, path: Path) -> Path:
     return _atomic(path, lambda partial: program.save(partial, external_data=False))
 
 
-def quantize_int8(source: Path, path: Path) -> Path:
-    """Dynamic int8 weights for the MatMuls, per channel (activations quantised at run time)."""
+# Dynamic int8 variants tried at export, each checked for parity (training/export.py). This CPU (AVX2,
+# no VNNI) can saturate the default U8S8 products; ONNX Runtime's guide suggests reduce_range or U8U8.
+# Only MatMuls are quantised: the embeddings (Gather) and the classifier (Gemm) stay fp32 in all.
+INT8_VARIANTS = {
+    "per-channel": {},
+    "per-channel, reduce_range": {"reduce_range": True},
+    "per-channel, U8U8": {"weight_type": "QUInt8"},
+    "per-channel, reduce_range, weight MatMuls only": {"reduce_range": True, "weights_only": True},
+}
+
+
+def activation_matmuls(path: Path | str) -> list[str]:
+    """MatMul nodes with no weight among their inputs (attention's Q·Kᵀ and scores·V)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    constants = {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & (weights | constants)]
+
+
+def quantize_int8(source: Path, path: Path, variant: str = "per-channel") -> Path:
+    """Dynamic int8 weights for the MatMuls, per channel (activations quantised at run time), with
+    the options of `variant` (INT8_VARIANTS)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    return _atomic(path, lambda partial: quantize_dynamic(source, partial, weight_type=QuantType.QInt8, per_channel=True,
-                                                          op_types_to_quantize=["MatMul"]))
+    options = dict(INT8_VARIANTS[variant])
+    weight_type = getattr(QuantType, options.pop("weight_type", "QInt8"))
+    if options.pop("weights_only", False):
+        options["nodes_to_exclude"] = activation_matmuls(source)
+    return _atomic(path, lambda partial: quantize_dynamic(source, partial, weight_type=weight_type, per_channel=True,
+                                                          op_types_to_quantize=["MatMul"], **options))

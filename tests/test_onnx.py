@@ -57,6 +57,33 @@ def test_export_writes_both_files_and_a_parity_record(tiny_onnx_model, starter_d
     assert record["backends"]["torch"]["passed"] and record["auto"] in record["backends"]
 
 
+def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx_model):
+    from model.onnx_backend import INT8_VARIANTS, activation_matmuls, quantize_int8
+
+    record = parity(tiny_onnx_model)
+    variants = record["int8_variants"]
+    assert [v["variant"] for v in variants] == list(INT8_VARIANTS)
+    for v in variants:
+        assert {"agreement", "macro_f1", "paragraphs_per_second", "passed"} <= set(v), v
+    kept = record["backends"]["onnx-int8"]
+    passing = [v for v in variants if v["passed"]]
+    if passing:
+        assert kept["passed"] and kept["paragraphs_per_second"] == max(v["paragraphs_per_second"] for v in passing)
+    else:
+        assert not kept["passed"] and record["auto"] != "onnx-int8"
+    # the file holds the kept variant: its scores are what that variant's parity check saw
+    again = OnnxPredictor.load(tiny_onnx_model, "onnx-int8").predict(TEXTS, CONTEXTS)
+    fresh_path = tiny_onnx_model / "fresh.int8.onnx"
+    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, kept["variant"])
+    import onnx
+
+    assert onnx.load(str(fresh_path)).graph == onnx.load(str(tiny_onnx_model / "model.int8.onnx")).graph
+    fresh_path.unlink()
+    assert len(again) == len(TEXTS)
+    # the weights-only variant leaves the attention products (no weight input) unquantised
+    assert len(activation_matmuls(tiny_onnx_model / "model.onnx")) == 2 * 2  # two per layer, two layers
+
+
 def test_onnx_predictions_match_torch_through_the_same_windows(tiny_onnx_model):
     torch_predictor = BertPredictor.load(tiny_onnx_model)
     onnx_predictor = OnnxPredictor.load(tiny_onnx_model, "onnx")
