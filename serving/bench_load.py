@@ -1,13 +1,16 @@
 """`make bench-load`: the service under concurrent clients, on loopback only.
 
 Starts `renda serve` on a free 127.0.0.1 port as its own process (or uses one already running,
-with --url, and --pid for its memory), warms it up under the same load, then runs N clients for T
-seconds. Each request is POST /v1/classify with 1–4 paragraphs (half of them with their heading
-path), or, 5% of the time, POST /v1/reports with a whole report. Paragraphs and reports come from
+with --url, and --pid for its memory), warms it up under the same load, then runs a scenario's clients for T
+seconds: `interactive`, 8 clients posting 1–4 paragraphs (half with their heading path) while 2
+clients post whole reports back to back; `stress`, N clients each posting 1–4 paragraphs or, 5% of
+the time, a whole report. Every paragraph sent is tagged new, and the started server's cache is off
+(whole reports repeat), so the cache never answers for the model. Paragraphs and reports come from
 the corpus (default ../shared/corpus and its reports/), else from the project's own starter reports.
 
 Reports requests/s, paragraphs/s, p50/p95/p99 latency (overall, single-paragraph requests apart,
-and whole reports apart), errors, and the server's RSS after warm-up and at the end. Bounded: it
+and whole reports apart), errors (5xx and timeouts apart from the documented 503s of a full queue),
+how long /readyz took at worst, and the server's RSS after warm-up and at the end. Bounded: it
 stops sending at the deadline or after --max-requests, every request has a timeout, and the
 server it started is stopped (SIGTERM, then SIGKILL) whatever happens.
 
@@ -60,14 +63,35 @@ class Mix:
         reports = [read_text_file(p) for p in sorted(report_dir.glob("*.txt")) if p.name.lower() != "readme.txt"]
         return cls([(r.text, list(r.heading_path or [])) for r in records], reports, str(corpus))
 
-    def request(self, rng: random.Random) -> tuple[str, str, dict, int]:
-        """(kind, path, body, paragraphs sent): kind is "report", "single" or "multi"."""
-        if self.reports and rng.random() < REPORT_SHARE:
+    sent: int = 0  # every paragraph sent carries a new tag, so a cache could never answer it
+
+    def tag(self, text: str) -> str:
+        self.sent += 1
+        return f"{text} #{self.sent}"
+
+    def request(self, rng: random.Random, role: str = "mixed") -> tuple[str, str, dict, int]:
+        """(kind, path, body, paragraphs sent): kind is "report", "single" or "multi". `role`: "mixed"
+        (a whole report REPORT_SHARE of the time), "paragraphs" (never one) or "reports" (always)."""
+        if self.reports and (role == "reports" or role == "mixed" and rng.random() < REPORT_SHARE):
+            # sent as it is (a tag on its lines would change how its closing lines parse): the server's cache is off
             return "report", "/v1/reports", {"text": rng.choice(self.reports)}, 0
         n = rng.randint(1, MAX_PARAGRAPHS_A_REQUEST)
         picked = [rng.choice(self.paragraphs) for _ in range(n)]
-        paragraphs = [{"text": t, "heading_path": p} if p and rng.random() < 0.5 else t for t, p in picked]
+        paragraphs = [{"text": self.tag(t), "heading_path": p} if p and rng.random() < 0.5 else self.tag(t) for t, p in picked]
         return ("single" if n == 1 else "multi"), "/v1/classify", {"paragraphs": paragraphs}, n
+
+
+# The two loads `make bench-load` measures: each a list of client roles.
+SCENARIOS = {
+    "interactive": ["paragraphs"] * 8 + ["reports"] * 2,  # people labelling a few paragraphs beside two archive jobs
+    "stress": ["mixed"] * 32,  # CLIENTS clients, a whole report 5% of the time
+}
+
+
+def roles_of(scenario: str, clients: int) -> list[str]:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS)}")
+    return SCENARIOS[scenario] if scenario != "stress" else ["mixed"] * clients
 
 
 @dataclass
@@ -82,16 +106,22 @@ class Outcome:
 class Load:
     outcomes: list[Outcome] = field(default_factory=list)
     sent: int = 0
+    refused: int = 0  # 503 with Retry-After: the queue was full (the client waits as told, then goes on)
+    readyz: list[float] = field(default_factory=list)  # seconds /readyz took, polled throughout
 
 
-async def client(http: httpx.AsyncClient, mix: Mix, rng: random.Random, deadline: float, load: Load, max_requests: int) -> None:
+async def client(http: httpx.AsyncClient, mix: Mix, role: str, rng: random.Random, deadline: float, load: Load, max_requests: int) -> None:
     while time.monotonic() < deadline and load.sent < max_requests:
         load.sent += 1
-        kind, path, body, _ = mix.request(rng)
+        kind, path, body, _ = mix.request(rng, role)
         began = time.perf_counter()
         try:
             response = await http.post(path, json=body)
             seconds = time.perf_counter() - began
+            if response.status_code == 503 and "Retry-After" in response.headers:  # the documented refusal of a full queue
+                load.refused += 1
+                await asyncio.sleep(min(float(response.headers["Retry-After"]), max(0.0, deadline - time.monotonic())))
+                continue
             if response.status_code != 200:
                 load.outcomes.append(Outcome(kind, seconds, 0, f"HTTP {response.status_code}: {response.text[:200]}"))
                 continue
@@ -102,13 +132,27 @@ async def client(http: httpx.AsyncClient, mix: Mix, rng: random.Random, deadline
             load.outcomes.append(Outcome(kind, time.perf_counter() - began, 0, f"{type(error).__name__}: {error}"[:200]))
 
 
-async def run_load(url: str, mix: Mix, clients: int, seconds: float, seed: int, timeout: float, max_requests: int) -> tuple[Load, float]:
+async def watch_ready(url: str, deadline: float, load: Load, timeout: float) -> None:
+    """/readyz polled every half second on a connection of its own: does the service still answer at once?"""
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            try:
+                await http.get("/readyz")
+                load.readyz.append(time.perf_counter() - began)
+            except httpx.HTTPError:
+                load.readyz.append(timeout)
+            await asyncio.sleep(0.5)
+
+
+async def run_load(url: str, mix: Mix, roles: list[str], seconds: float, seed: int, timeout: float, max_requests: int) -> tuple[Load, float]:
     load = Load()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    limits = httpx.Limits(max_connections=len(roles), max_keepalive_connections=len(roles))
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
         started = time.monotonic()
         deadline = started + seconds
-        tasks = [client(http, mix, random.Random(seed * 1000 + i), deadline, load, max_requests) for i in range(clients)]
+        tasks = [client(http, mix, role, random.Random(seed * 1000 + i), deadline, load, max_requests) for i, role in enumerate(roles)]
+        tasks.append(watch_ready(url, deadline, load, timeout))
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + timeout + 5)  # in flight at the deadline: finished
         return load, time.monotonic() - started
 
@@ -133,6 +177,10 @@ def summarise(load: Load, elapsed: float) -> dict:
         "requests_per_second": round(len(load.outcomes) / elapsed, 2),
         "paragraphs_per_second": round(sum(o.paragraphs for o in ok) / elapsed, 2),
         "errors": len(errors), "error_samples": sorted({o.error for o in errors})[:5],
+        "server_errors": sum(o.error.startswith("HTTP 5") for o in errors),  # 5xx other than the documented 503s
+        "timeouts": sum("Timeout" in o.error for o in errors),
+        "refused_503": load.refused,
+        "readyz_max_ms": round(1000 * max(load.readyz), 1) if load.readyz else None,
         "latency": percentiles([o.seconds for o in ok]),
         "latency_single_paragraph": percentiles([o.seconds for o in ok if o.kind == "single"]),
         "latency_2_to_4_paragraphs": percentiles([o.seconds for o in ok if o.kind == "multi"]),
@@ -195,7 +243,10 @@ def stop_server(process: subprocess.Popen) -> None:
 
 def run(model: Path | None = None, clients: int = 32, seconds: float = 60, warmup: float = 5, corpus: Path = ROOT.parent / "shared" / "corpus",
         url: str | None = None, pid: int | None = None, cache_size: int = 0, backend: str | None = None, seed: int = 13,
-        timeout: float = 60, max_requests: int = 1_000_000, ready_timeout: float = 300, out: Path | None = None) -> dict:
+        timeout: float = 60, max_requests: int = 1_000_000, ready_timeout: float = 300, out: Path | None = None,
+        scenario: str = "stress") -> dict:
+    """One scenario's load (SCENARIOS) against a started or running server."""
+    roles = roles_of(scenario, clients)
     if url is None and model is None:
         raise ValueError("give --model (a server is started) or --url (a running one)")
     if url is not None and not is_loopback(url):
@@ -211,9 +262,9 @@ def run(model: Path | None = None, clients: int = 32, seconds: float = 60, warmu
         info = httpx.get(f"{url}/v1/model", timeout=10).json()
         rss_loaded = rss_mb(pid) if pid else None
         if warmup > 0:
-            asyncio.run(run_load(url, mix, clients, warmup, seed + 1, timeout, max_requests))
+            asyncio.run(run_load(url, mix, roles, warmup, seed + 1, timeout, max_requests))
         rss_before = rss_mb(pid) if pid else None
-        load, elapsed = asyncio.run(run_load(url, mix, clients, seconds, seed, timeout, max_requests))
+        load, elapsed = asyncio.run(run_load(url, mix, roles, seconds, seed, timeout, max_requests))
         rss_after = rss_mb(pid) if pid else None
     except BaseException:
         if process is not None:
@@ -224,10 +275,13 @@ def run(model: Path | None = None, clients: int = 32, seconds: float = 60, warmu
             stop_server(process)
         log_dir.cleanup()
     result = {
-        "url": url, "model": info.get("model"), "backend": info.get("backend"), "cache_size": cache_size if process else None,
-        "clients": clients, "duration_s": seconds, "warmup_s": warmup, "mix": {
+        "scenario": scenario, "url": url, "model": info.get("model"), "backend": info.get("backend"),
+        "cache_size": cache_size if process else None, "queue_bound": info.get("limits", {}).get("max_queue_paragraphs"),
+        "clients": len(roles), "roles": {role: roles.count(role) for role in sorted(set(roles))},
+        "duration_s": seconds, "warmup_s": warmup, "timeout_s": timeout, "mix": {
             "source": mix.source, "paragraphs": len(mix.paragraphs), "reports": len(mix.reports),
-            "paragraphs_a_request": f"1–{MAX_PARAGRAPHS_A_REQUEST}", "whole_reports": REPORT_SHARE if mix.reports else 0},
+            "paragraphs_a_request": f"1–{MAX_PARAGRAPHS_A_REQUEST}", "whole_reports": REPORT_SHARE if mix.reports else 0,
+            "paragraphs_tagged_new": True},
         **summarise(load, elapsed),
         "rss_mb_loaded": round(rss_loaded, 1) if rss_loaded else None,
         "rss_mb_after_warmup": round(rss_before, 1) if rss_before else None,
@@ -251,16 +305,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="seconds of the same load before measuring (default %(default)s)")
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     parser.add_argument("--cache-size", type=int, default=0,
-                        help="CACHE_SIZE of the started server (default 0: the mix repeats a few hundred paragraphs, which "
-                             "a cache would answer from memory; this measures the model)")
+                        help="CACHE_SIZE of the started server (default 0: whole reports are sent as they are, and a cache "
+                             "would answer their repeats from memory; paragraphs are tagged new either way)")
+    parser.add_argument("--scenario", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS),
+                        help="which loads to run, each against a fresh server (default: all); --clients sizes `stress`")
     parser.add_argument("--backend", default=None, help="BACKEND of the started server (default: its setting, auto)")
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--timeout", type=float, default=60, help="seconds a request may take (default %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("reports/bench/load.json"))
     args = parser.parse_args()
-    result = run(args.model, args.clients, args.seconds, args.warmup, args.corpus, args.url, args.pid, args.cache_size,
-                 args.backend, timeout=args.timeout, max_requests=args.max_requests, out=args.out)
-    print(json.dumps(result, ensure_ascii=False, indent=2))
+    results = {scenario: run(args.model, args.clients, args.seconds, args.warmup, args.corpus, args.url, args.pid, args.cache_size,
+                             args.backend, timeout=args.timeout, max_requests=args.max_requests, scenario=scenario)
+               for scenario in args.scenario}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(results, ensure_ascii=False, indent=2))
+    print(json.dumps(results, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ def test_the_load_tool_against_the_tiny_model(tiny_model, small_corpus, tmp_path
     assert result["errors"] == 0 and result["error_samples"] == []
     assert result["requests"] > 0 and result["requests_per_second"] > 0 and result["paragraphs_per_second"] > 0
     assert result["seconds"] >= 3 and result["backend"] == "torch" and result["cache_size"] == 0
+    assert result["scenario"] == "stress" and result["roles"] == {"mixed": 4} and result["queue_bound"] > 0
+    assert result["server_errors"] == result["timeouts"] == 0 and result["readyz_max_ms"] > 0
     latency = result["latency"]
     assert latency["count"] == result["requests"] and latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     assert result["latency_single_paragraph"]["count"] + result["latency_2_to_4_paragraphs"]["count"] \
@@ -85,3 +87,19 @@ def test_the_load_tool_against_the_tiny_model(tiny_model, small_corpus, tmp_path
     assert result["mix"]["reports"] == 2 and result["mix"]["paragraphs"] > 0
     assert result["rss_mb_after_warmup"] > 0 and result["rss_mb_after"] > 0 and result["rss_growth"] is not None
     assert json.loads(out.read_text()) == result
+
+
+def test_the_interactive_scenario_posts_paragraphs_beside_whole_reports(tiny_model, small_corpus, tmp_path):
+    result = bench_load.run(tiny_model, seconds=3, warmup=0.5, corpus=small_corpus, timeout=30, scenario="interactive")
+    assert result["roles"] == {"paragraphs": 8, "reports": 2} and result["clients"] == 10
+    assert result["errors"] == 0 and result["latency_whole_report"]["count"] > 0 and result["latency_single_paragraph"]["count"] > 0
+    with pytest.raises(ValueError, match="unknown scenario"):
+        bench_load.roles_of("weekend", 4)
+
+
+def test_every_text_the_load_sends_is_new():
+    mix = bench_load.Mix([(t, ["今后工作建议"]) for t in SHORT], [], "test")
+    rng = random.Random(3)
+    sent = [p for _ in range(50) for p in mix.request(rng, "paragraphs")[2]["paragraphs"]]
+    texts = [p if isinstance(p, str) else p["text"] for p in sent]
+    assert len(texts) == len(set(texts))  # the cache could answer none of them
