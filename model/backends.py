@@ -94,5 +94,20 @@ def load_bert_predictor(model_dir: Path | str, threads: int | None = None, backe
     if predictor is None:
         predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens, cache_size=cache_size)
     predictor.backend_reason = reason
+    if settings.first_window:
+        predictor.first_window_threshold = first_window_threshold(model_dir, meta)
     log.info("backend %s for %s (%s)", predictor.backend, model_dir, reason)
     return predictor
+
+
+def first_window_threshold(model_dir: Path | str, meta: dict) -> float | None:
+    """The first-window threshold the export chose for this very model, else None (every window read)."""
+    try:
+        record = read_parity(model_dir)
+    except ValueError:
+        return None
+    if not record or record.get("model_id") != meta.get("model_id"):
+        return None
+    threshold = (record.get("first_window") or {}).get("threshold")
+    valid = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 < threshold <= 1
+    return float(threshold) if valid else None

@@ -150,6 +150,7 @@ class WindowedPredictor:
         self.pairs = PairEncoder(tokenizer, max_length, prefix)
         self.cache: LRUCache[Prediction] = LRUCache(cache_size)
         self.backend_reason = ""  # why this backend serves (set by model.backends when it chooses)
+        self.first_window_threshold: float | None = None  # set from the export's record (model.backends); None: every window
         self.pad_id = tokenizer.pad_token_id or 0
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -179,7 +180,7 @@ class WindowedPredictor:
 
     def _compute(self, texts: list[str], paths: list[str]) -> list[Prediction]:
         windows = self.pairs.windows(paths, texts, self.stride)
-        probs = self.window_scores(windows, softmax)
+        windows, probs = self.first_window_rule(windows, paths) if self.first_window_threshold else (windows, self.window_scores(windows, softmax))
         owners = np.array([owner for owner, _ in windows])
         sizes = np.array([len(features["input_ids"]) for _, features in windows], dtype=np.float32)
         combined = np.zeros((len(texts), probs.shape[1]), dtype=np.float32)
@@ -187,6 +188,31 @@ class WindowedPredictor:
         combined /= np.bincount(owners, weights=sizes, minlength=len(texts)).astype(np.float32)[:, None]
         counts = np.bincount(owners, minlength=len(texts))
         return [self._prediction(combined[i], int(counts[i]), bool(paths[i])) for i in range(len(texts))]
+
+    def first_window_rule(self, windows: list[tuple[int, Features]], paths: list[str]) -> tuple[list, np.ndarray]:
+        """A long paragraph's first window read first; the rest only when the first's calibrated top
+        score is below `first_window_threshold` (when it is above, the other windows rarely change the
+        label: the threshold is chosen on dev at export). Returns the windows read and their scores."""
+        first: dict[int, int] = {}
+        counts = np.bincount([owner for owner, _ in windows])
+        for i, (owner, _) in enumerate(windows):
+            first.setdefault(owner, i)
+        heads = [first[owner] for owner in first if counts[owner] > 1]
+        head_probs = self.window_scores([windows[i] for i in heads], softmax) if heads else np.zeros((0, len(self.labels)))
+        sure = {windows[i][0] for i, row in zip(heads, head_probs) if self.calibrated_top(row, bool(paths[windows[i][0]])) >= self.first_window_threshold}
+        keep = [i for i, (owner, _) in enumerate(windows) if owner not in sure or i == first[owner]]
+        known = dict(zip(heads, head_probs))
+        todo = [i for i in keep if i not in known]
+        for i, row in zip(todo, self.window_scores([windows[i] for i in todo], softmax)):
+            known[i] = row
+        return [windows[i] for i in keep], np.array([known[i] for i in keep], dtype=np.float32).reshape(len(keep), len(self.labels))
+
+    def calibrated_top(self, probs: np.ndarray, context: bool) -> float:
+        """The top score as served: scaled by the folder's temperature for the mode (model/calibration.py)."""
+        from model.calibration import scale, stored_temperatures
+
+        path_t, alone_t = stored_temperatures(self.info) or (1.0, 1.0)
+        return float(scale(probs[None, :], path_t if context else alone_t).max())
 
     def window_scores(self, windows: list[tuple[int, Features]], transform=lambda x: x) -> np.ndarray:
         """`transform(logits)` of every window, in the order given, computed in token-budget batches

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         "auto", description="auto: the fastest backend that passed the parity check at export (onnx_parity.json), else torch")
     cache_size: int = Field(4096, ge=0, description="recent paragraph results kept (LRU); 0 = no cache")
     max_batch_tokens: int = Field(4096, ge=1, description="token budget of one model batch: rows × the longest row")
+    first_window: bool = Field(True, description="a long paragraph's other windows read only when its first is unsure "
+                                                 "(the threshold the export chose on dev, onnx_parity.json); false: every window")
 
     # Service
     host: str = "127.0.0.1"

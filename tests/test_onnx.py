@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from model.backends import PARITY_FILE, choose_backend, load_bert_predictor
 from model.bert import BertPredictor, WindowedPredictor
+from model.context import path_text
 from model.onnx_backend import ONNX_FILES, OnnxPredictor
 from model.predictor import load_predictor
 from renda.labels import LABELS
@@ -198,3 +200,40 @@ def test_the_service_reports_its_backend(tiny_onnx_model, tiny_model):
             response = client.post("/v1/classify", json={"paragraphs": TEXTS})
             assert response.status_code == 200 and len(response.json()["results"]) == 3
     assert load_predictor(tiny_onnx_model, threads=1, backend="onnx-int8").backend in ("onnx-int8", "torch")
+
+
+def test_first_window_rule_reads_the_rest_only_when_the_first_is_unsure(tiny_onnx_model):
+    long_text = "依法开展执法检查，听取审议专项工作报告。" * 12  # several tiny windows
+    texts, contexts = [long_text, "制定条例两件。"], [["一、依法行使监督职权"], []]
+    predictor = BertPredictor.load(tiny_onnx_model)
+    every = predictor.predict(texts, contexts)
+    assert every[0].windows > 1 and every[1].windows == 1
+    predictor.first_window_threshold = 1e-9  # any first window is sure: one window each
+    sure = predictor.predict(texts, contexts)
+    assert [p.windows for p in sure] == [1, 1]
+    assert np.allclose([sure[1].scores[l] for l in LABELS], [every[1].scores[l] for l in LABELS], atol=1e-6)
+    first_only = BertPredictor.load(tiny_onnx_model)
+    encoded, _ = first_only.encode_windows([long_text], [path_text(contexts[0])])
+    head = first_only.window_probabilities({k: v[:1] for k, v in encoded.items()})[0]
+    assert np.allclose([sure[0].scores[l] for l in LABELS], head.numpy(), atol=1e-5)  # the first window's own scores
+    predictor.first_window_threshold = 1.0  # never sure: every window, as without the rule
+    unsure = predictor.predict(texts, contexts)
+    assert [p.windows for p in unsure] == [p.windows for p in every]
+    assert all(np.allclose([a.scores[l] for l in LABELS], [b.scores[l] for l in LABELS], atol=1e-6) for a, b in zip(unsure, every))
+
+
+def test_export_chooses_the_first_window_threshold_and_the_loader_applies_it(tiny_onnx_model, tmp_path):
+    record = parity(tiny_onnx_model)["first_window"]
+    if record["threshold"] is None:
+        assert record["reason"]
+    else:
+        assert record["long_paragraphs"] > 0 and [t["threshold"] for t in record["tried"]][0] == 0.5
+        chosen = next(t for t in record["tried"] if t["threshold"] == record["threshold"])
+        assert chosen["agreement"] >= record["min_agreement"]
+        assert all(t["agreement"] < record["min_agreement"] for t in record["tried"] if t["threshold"] < record["threshold"])
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_onnx_model, copy)
+    rewrite_parity(copy, lambda r: r["first_window"].update(threshold=0.7))
+    assert load_bert_predictor(copy, threads=1, backend="torch").first_window_threshold == 0.7
+    rewrite_parity(copy, lambda r: r["first_window"].update(threshold="high"))
+    assert load_bert_predictor(copy, threads=1, backend="torch").first_window_threshold is None

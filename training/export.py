@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from model.backends import PARITY_FILE, TORCH, read_parity
-from model.bert import BertPredictor, WindowedPredictor
+from model.bert import BertPredictor, WindowedPredictor, softmax
 from model.context import path_text
 from model.onnx_backend import INT8_VARIANTS, ONNX_FILES, OnnxPredictor, export_fp32, quantize_int8
 from model.predictor import Prediction, read_meta
@@ -87,6 +87,43 @@ def compare(reference: dict, candidate: WindowedPredictor, torch_predictor: Bert
     return result
 
 
+FIRST_WINDOW_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
+FIRST_WINDOW_AGREEMENT = 0.995  # labels the first-window rule must keep, against reading every window
+
+
+def choose_first_window(predictor: WindowedPredictor, records: list[Record], full: list[Prediction]) -> dict:
+    """The lowest threshold (FIRST_WINDOW_GRID) at which reading a long paragraph's first window
+    alone when its calibrated top score reaches it keeps ≥ FIRST_WINDOW_AGREEMENT of the labels that
+    reading every window gives (`full`: with the heading path, then alone), on `records`; how often
+    the rest is still read, and the windows saved, per threshold. No long paragraph: no rule."""
+    texts = [r.text for r in records]
+    rows = []  # (index into full, the first window's label, its calibrated top score, windows of the paragraph)
+    for offset, paths in ((0, [path_text(r.heading_path) for r in records]), (len(records), [""] * len(records))):
+        windows = predictor.pairs.windows(paths, texts, predictor.stride)
+        counts = np.bincount([owner for owner, _ in windows], minlength=len(texts))
+        firsts = {}
+        for owner, features in windows:
+            firsts.setdefault(owner, features)
+        long = [owner for owner in range(len(texts)) if counts[owner] > 1]
+        probs = predictor.window_scores([(owner, firsts[owner]) for owner in long], softmax) if long else []
+        for owner, row in zip(long, probs):
+            rows.append((offset + owner, predictor.labels[int(row.argmax())], predictor.calibrated_top(row, bool(paths[owner])), int(counts[owner])))
+    if not rows:
+        return {"threshold": None, "reason": "no paragraph longer than one window to choose on"}
+    table = []
+    for threshold in FIRST_WINDOW_GRID:
+        changed = sum(label != full[i].label for i, label, top, _ in rows if top >= threshold)
+        read_all = [n for _, _, top, n in rows if top < threshold]
+        table.append({"threshold": threshold, "agreement": round(1 - changed / len(full), 4),
+                      "long_paragraphs_read_in_full": round(len(read_all) / len(rows), 4),
+                      "windows_saved": round(1 - (sum(read_all) + len(rows) - len(read_all)) / sum(n for *_, n in rows), 4)})
+    good = [t for t in table if t["agreement"] >= FIRST_WINDOW_AGREEMENT]
+    chosen = good[0] if good else None
+    return {"threshold": chosen["threshold"] if chosen else None, "min_agreement": FIRST_WINDOW_AGREEMENT,
+            "long_paragraphs": len(rows), "predictions": len(full), "tried": table,
+            **({} if chosen else {"reason": f"no threshold kept {FIRST_WINDOW_AGREEMENT} of the labels: every window is read"})}
+
+
 def is_current(model_dir: Path, meta: dict) -> bool:
     """An export of this very model whose files are all there."""
     try:
@@ -122,6 +159,8 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     reference = {"predictions": predictions, "gold": gold, "macro_f1": macro_f1(gold, predictions)}
     results = {TORCH: {"file": None, "passed": True, "macro_f1": round(reference["macro_f1"], 4),
                        "paragraphs_per_second": round(speed, 2)}}
+    first_window = choose_first_window(torch_predictor, records, predictions)
+    print(f"first-window rule: {json.dumps({k: v for k, v in first_window.items() if k != 'tried'}, ensure_ascii=False)}", flush=True)
     def check(backend: str, make) -> dict:
         try:
             make()
@@ -156,6 +195,7 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
         "threads": threads, "max_batch_tokens": budget,
         "backends": results,
         "int8_variants": variants,
+        "first_window": first_window,
         "auto": max(passed, key=lambda name: results[name]["paragraphs_per_second"]),
         "minutes": round((time.monotonic() - started) / 60, 2),
     }
