@@ -18,7 +18,10 @@ import numpy as np
 from model.predictor import Prediction, Predictor
 
 BINS = 10  # equal-width confidence bins for ECE and the reliability diagram
-T_RANGE = (0.05, 20.0)  # the search range: far beyond any sensible temperature either way
+# The search range. Bounded well inside (0, ∞): a small dev split the model gets all right drives
+# the NLL-optimal T towards 0 (measured in cross-validation: folds fitted T = 0.05, the old bound,
+# and served scores of 1.000 on wrong labels), and such a T says nothing about unseen reports.
+T_RANGE = (0.25, 4.0)
 FLOOR = 1e-12  # probabilities are clipped here before the logarithm
 
 
