@@ -70,8 +70,9 @@ def tiny_base(tmp_path_factory, starter_dataset) -> Path:
     return build_tiny_base(tmp_path_factory.mktemp("tiny-base"), texts)
 
 
+# freeze_layers=1: the default recipe's frozen, cached bottom, on a 2-layer model
 TINY_OVERRIDES = dict(max_length=32, stride=8, text_prefix="", batch_size=8, eval_batch_size=16, epochs=1,
-                      max_steps=6, learning_rate=1e-3, head_learning_rate=1e-3, patience=1)
+                      max_steps=6, learning_rate=1e-3, head_learning_rate=1e-3, patience=1, freeze_layers=1)
 
 
 @pytest.fixture(scope="session")
