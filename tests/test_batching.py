@@ -100,7 +100,10 @@ def test_the_cache_hits_evicts_and_changes_no_result(tiny_model):
     assert text_key(texts[2], "") not in cached.cache and text_key(texts[0], "") in cached.cache
     cached.predict([texts[2]])
     assert len(spy.shapes) == calls + 2  # evicted, so computed again
-    assert cached.predict(texts + LONG) == plain.predict(texts + LONG)  # identical results, cache or not
+    # the same results, cache or not (to float noise: other batches pad and sum in another order)
+    for a, b in zip(cached.predict(texts + LONG), plain.predict(texts + LONG)):
+        assert (a.label, a.windows, a.context) == (b.label, b.windows, b.context)
+        assert all(abs(a.scores[k] - b.scores[k]) < 1e-6 for k in a.scores)
 
 
 def test_a_paragraph_repeated_in_one_call_is_computed_once(tiny_model):
