@@ -31,7 +31,10 @@ CV_MODELS    ?= baseline bert fused
 # Settings of training/config.toml overridden for this run (train, crossval), e.g. SET="freeze_layers=8 epochs=6"
 SET          ?=
 # The recipe search (make search): each item a set of settings tried together, commas between them
-SEARCH       ?= freeze_layers=10,epochs=6 freeze_layers=10,epochs=6,context_dropout=0.5 freeze_layers=8,epochs=6 freeze_layers=11,epochs=8,learning_rate=3e-4
+# (round 2 of docs/encoder-recipe.md; round 1 is written there)
+SEARCH       ?= freeze_layers=10,epochs=6,context_dropout=0.5 freeze_layers=10,epochs=6,context_dropout=0.7 \
+                freeze_layers=10,epochs=6,context_dropout=0.5,starter_weight=0.5 freeze_layers=10,epochs=8,context_dropout=0.5 \
+                freeze_layers=10,epochs=6,context_dropout=0.5,learning_rate=3e-4
 SEARCH_OUT   ?= reports/search
 CV_OUT       ?= reports/crossval
 BENCH_CORPUS ?= ../shared/corpus

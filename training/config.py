@@ -21,6 +21,7 @@ class TrainConfig(BaseModel):
     pooling: Literal["mean", "cls"] = "cls"
     starter_weight: float = Field(1.0, gt=0, description="loss weight of starter-corpus paragraphs against real ones")
     context_dropout: float = Field(0.5, ge=0, le=1, description="share of training rows read without their heading path")
+    ngram_context_dropout: float = Field(0.3, ge=0, le=1, description="the same for the n-gram model (its own best value)")
     batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     epochs: int = Field(8, ge=1)

@@ -59,8 +59,8 @@ def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
 
 
 def shared_settings():
-    """The input settings both recipes share (training/config.toml), so they read the same data
-    the same way: context dropout and the starter corpus's weight."""
+    """The input settings of training/config.toml the n-gram recipe reads too: its own context
+    dropout (`ngram_context_dropout`) and the starter corpus's weight."""
     from training.config import load_config
 
     return load_config()
@@ -73,7 +73,7 @@ def fit_baseline(records: list[Record], seed: int, extra: dict | None = None, de
     meta = {"kind": "baseline", "labels": LABELS, "model_id": "baseline-tfidf-char-lr", "starter_weight": config.starter_weight,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
     model = BaselinePredictor.fit([r.text for r in records], [r.label for r in records], LABELS, seed, meta,
-                                  [r.heading_path or [] for r in records], config.context_dropout,
+                                  [r.heading_path or [] for r in records], config.ngram_context_dropout,
                                   row_weights(records, config.starter_weight))
     if dev:
         model.info["combiner"] = fit_report_combiner(model, dev, "dev").to_dict()
@@ -82,7 +82,7 @@ def fit_baseline(records: list[Record], seed: int, extra: dict | None = None, de
 
 def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) -> dict:
     config = shared_settings()
-    stamp = fingerprint(dataset, "baseline", seed, config.context_dropout, config.starter_weight, Path(model_baseline.__file__).read_bytes())
+    stamp = fingerprint(dataset, "baseline", seed, config.ngram_context_dropout, config.starter_weight, Path(model_baseline.__file__).read_bytes())
     if if_stale and is_current(out, "baseline", stamp):
         return {}
     started = time.monotonic()
