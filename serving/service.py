@@ -71,7 +71,7 @@ class Batcher:
     finish what was accepted, then stop; nothing is accepted after it."""
 
     def __init__(self, predict: Callable[..., list[Prediction]], wait_ms: float, max_paragraphs: int,
-                 max_chars: int = 20_000, max_queued: int = 1024):
+                 max_chars: int = 3_000, max_queued: int = 1024):
         self.predict, self.wait, self.max_paragraphs = predict, wait_ms / 1000, max_paragraphs
         self.max_chars, self.max_queued = max_chars, max_queued
         self.pending: list[Job] = []
@@ -184,8 +184,8 @@ class Batcher:
 class ModelService:
     """Holds the predictor; `ready` once it has loaded and answered a probe."""
 
-    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 0.0, max_batch_paragraphs: int = 64,
-                 max_batch_chars: int = 20_000, max_queue_paragraphs: int = 1024):
+    def __init__(self, load: Callable[[], Predictor], batch_wait_ms: float = 0.0, max_batch_paragraphs: int = 16,
+                 max_batch_chars: int = 3_000, max_queue_paragraphs: int = 1024):
         self._load, self.batch_wait_ms, self.max_batch = load, batch_wait_ms, max_batch_paragraphs
         self.max_batch_chars, self.max_queue = max_batch_chars, max_queue_paragraphs
         self.predictor: Predictor | None = None
