@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from model.bert import BertPredictor, WindowedPredictor
-from model.predictor import read_meta
+from model.predictor import is_real, read_meta
 
 PARITY_FILE = "onnx_parity.json"
 TORCH = "torch"
@@ -109,5 +109,4 @@ def first_window_threshold(model_dir: Path | str, meta: dict) -> float | None:
     if not record or record.get("model_id") != meta.get("model_id"):
         return None
     threshold = (record.get("first_window") or {}).get("threshold")
-    valid = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 < threshold <= 1
-    return float(threshold) if valid else None
+    return float(threshold) if is_real(threshold) and 0 < threshold <= 1 else None

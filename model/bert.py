@@ -198,8 +198,9 @@ class WindowedPredictor:
         for i, (owner, _) in enumerate(windows):
             first.setdefault(owner, i)
         heads = [first[owner] for owner in first if counts[owner] > 1]
-        head_probs = self.window_scores([windows[i] for i in heads], softmax) if heads else np.zeros((0, len(self.labels)))
-        sure = {windows[i][0] for i, row in zip(heads, head_probs) if self.calibrated_top(row, bool(paths[windows[i][0]])) >= self.first_window_threshold}
+        head_probs = self.window_scores([windows[i] for i in heads], softmax)
+        tops = self.calibrated_tops(head_probs, [bool(paths[windows[i][0]]) for i in heads])
+        sure = {windows[i][0] for i, top in zip(heads, tops) if top >= self.first_window_threshold}
         keep = [i for i, (owner, _) in enumerate(windows) if owner not in sure or i == first[owner]]
         known = dict(zip(heads, head_probs))
         todo = [i for i in keep if i not in known]
@@ -207,12 +208,14 @@ class WindowedPredictor:
             known[i] = row
         return [windows[i] for i in keep], np.array([known[i] for i in keep], dtype=np.float32).reshape(len(keep), len(self.labels))
 
-    def calibrated_top(self, probs: np.ndarray, context: bool) -> float:
-        """The top score as served: scaled by the folder's temperature for the mode (model/calibration.py)."""
+    def calibrated_tops(self, probs: np.ndarray, contexts: list[bool]) -> np.ndarray:
+        """Each row's top score as served: scaled by the folder's temperature for the row's mode
+        (read with its heading path or not; model/calibration.py)."""
         from model.calibration import scale, stored_temperatures
 
         path_t, alone_t = stored_temperatures(self.info) or (1.0, 1.0)
-        return float(scale(probs[None, :], path_t if context else alone_t).max())
+        with_path = np.array(contexts, dtype=bool)
+        return np.where(with_path, scale(probs, path_t).max(axis=-1), scale(probs, alone_t).max(axis=-1)) if len(probs) else np.zeros(0)
 
     def window_scores(self, windows: list[tuple[int, Features]], transform=lambda x: x) -> np.ndarray:
         """`transform(logits)` of every window, in the order given, computed in token-budget batches

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.predictor import Prediction, Predictor
+from model.predictor import Prediction, Predictor, is_real
 
 BINS = 10  # equal-width confidence bins for ECE and the reliability diagram
 # The search range. Bounded well inside (0, ∞): a small dev split the model gets all right drives
@@ -166,7 +166,7 @@ def stored_temperatures(info: dict) -> tuple[float, float] | None:
     a folder from before per-mode calibration uses its one temperature for both; None: none stored."""
     for key in ("temperature", "temperature_alone"):  # checked at load: a bad value never reaches a division
         value = info.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf):
+        if value is not None and not (is_real(value) and value > 0):
             raise ValueError(f"{key} must be a positive number, got {value!r}")
     if info.get("temperature") is None:
         return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.predictor import Prediction, Predictor
+from model.predictor import Prediction, Predictor, is_real
 
 GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))  # the encoder's share tried
 FLOOR = 1e-12
@@ -33,7 +33,7 @@ class FusedPredictor:
         if encoder.labels != ngram.labels:
             raise ValueError(f"the two models have different labels: {encoder.labels} and {ngram.labels}")
         for name, value in (("weight", weight), ("weight_alone", weight_alone)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            if not (is_real(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f"fusion {name} must be a number from 0 to 1, got {value!r}")
         self.encoder, self.ngram = encoder, ngram
         self.weight, self.weight_alone = float(weight), float(weight_alone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +31,11 @@ class Predictor(Protocol):
     def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
         """One prediction per text; `contexts[i]` is text i's heading path ([] = unknown)."""
         ...
+
+
+def is_real(value) -> bool:
+    """A finite int or float, and not a bool: what a number stored in a model folder must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_meta(model_dir: Path | str) -> dict:

@@ -13,13 +13,12 @@ unit's paragraphs overruled or filled in for the rules) or `model` (a one-paragr
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from model.predictor import Prediction, Predictor
+from model.predictor import Prediction, Predictor, is_real
 from renda.labelling import Segment, heading_paths, segment_report, segment_rule
 from renda.labels import load_rules
 from renda.parsing import Paragraph, parse_report
@@ -80,7 +79,7 @@ class Combiner:
             if key == "fitted_on":
                 if not isinstance(value, str):
                     raise ValueError(f"combiner fitted_on must be text, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            elif not is_real(value):
                 raise ValueError(f"combiner {key} must be a finite number, got {value!r}")
         return cls(**stored)
 

@@ -105,9 +105,10 @@ def choose_first_window(predictor: WindowedPredictor, records: list[Record], ful
         for owner, features in windows:
             firsts.setdefault(owner, features)
         long = [owner for owner in range(len(texts)) if counts[owner] > 1]
-        probs = predictor.window_scores([(owner, firsts[owner]) for owner in long], softmax) if long else []
-        for owner, row in zip(long, probs):
-            rows.append((offset + owner, predictor.labels[int(row.argmax())], predictor.calibrated_top(row, bool(paths[owner])), int(counts[owner])))
+        probs = predictor.window_scores([(owner, firsts[owner]) for owner in long], softmax)
+        tops = predictor.calibrated_tops(probs, [bool(paths[owner]) for owner in long])
+        for owner, row, top in zip(long, probs, tops):
+            rows.append((offset + owner, predictor.labels[int(row.argmax())], float(top), int(counts[owner])))
     if not rows:
         return {"threshold": None, "reason": "no paragraph longer than one window to choose on"}
     table = []
