@@ -75,7 +75,6 @@ class Batcher:
         self.predict, self.wait, self.max_paragraphs = predict, wait_ms / 1000, max_paragraphs
         self.max_chars, self.max_queued = max_chars, max_queued
         self.pending: list[Job] = []
-        self.queued = 0  # paragraphs accepted and not yet given to the model
         self.seconds_per_paragraph = 0.05  # recent model time per paragraph, for Retry-After
         self.closed, self.cond, self.seq = False, threading.Condition(), 0
         self.thread = threading.Thread(target=self._run, name="renda-batcher", daemon=True)
@@ -94,9 +93,13 @@ class Batcher:
                 raise QueueFull(self.queued, self.retry_after())
             self.seq += 1
             self.pending.append(Job(texts, contexts, future, self.seq, results=[None] * len(texts)))
-            self.queued += len(texts)
             self.cond.notify()
         return future.result()
+
+    @property
+    def queued(self) -> int:
+        """Paragraphs accepted and not yet given to the model (a dropped job's with it)."""
+        return sum(job.left for job in self.pending)
 
     def retry_after(self) -> int:
         return max(1, min(60, math.ceil(self.queued * self.seconds_per_paragraph)))
@@ -129,7 +132,6 @@ class Batcher:
                 chunks.append((job, job.taken, job.taken + n))
                 job.taken += n
                 room -= n
-                self.queued -= n
             if room == 0 or chars <= 0:
                 break
         return chunks
@@ -137,13 +139,13 @@ class Batcher:
     def _next(self) -> list[Chunk] | None:
         """Waits for work; None once closed and everything accepted is done."""
         with self.cond:
-            while not any(job.left for job in self.pending):
+            while not self.queued:
                 if self.closed:
                     return None
                 self.cond.wait()
             if self.wait:  # gather: let more requests arrive before the batch is cut
                 deadline = time.monotonic() + self.wait
-                while sum(job.left for job in self.pending) < self.max_paragraphs and (left := deadline - time.monotonic()) > 0:
+                while self.queued < self.max_paragraphs and (left := deadline - time.monotonic()) > 0:
                     self.cond.wait(left)
             return self._take()
 
@@ -165,7 +167,6 @@ class Batcher:
                     for job, _, _ in chunks:
                         if job in self.pending:
                             self.pending.remove(job)
-                            self.queued -= job.left  # its chunks not yet taken are dropped with it
                             job.future.set_exception(error)
                 continue
             size = len(predictions)
