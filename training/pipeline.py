@@ -197,7 +197,7 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
     groups = report_folds(records, folds, seed)
     config = load_config(config_path or CONFIG_FILE, seed=seed, **overrides)
     configs = {variant_name(v): load_config(config_path or CONFIG_FILE, seed=seed, **{**overrides, **v}) for v in variants or [{}]}
-    caches: dict[tuple, object] = {}  # (frozen layers, base model) → the frozen-bottom outputs every fold reads
+    caches: dict[tuple, object] = {}  # (frozen layers, base model) → the frozen-bottom outputs every fold reads (or None)
     baselines: dict[frozenset, BaselinePredictor] = {}  # a fold's baseline, fitted once for every variant
 
     def partition(rest: list[Record]) -> tuple[list[Record], list[Record]]:
@@ -218,8 +218,10 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         if "bert" in models or "fused" in models:
             train, dev = partition(rest)
             base = variant.base_model or base_model
-            bottom = caches.setdefault((variant.freeze_layers, base), bottom_cache_for(base, variant)) if variant.freeze_layers else None
-            encoder = fit_bert(train, dev, base, variant, bottom)
+            key = (variant.freeze_layers, base)
+            if key not in caches:
+                caches[key] = bottom_cache_for(base, variant)  # None when nothing is frozen
+            encoder = fit_bert(train, dev, base, variant, caches[key])
             if "bert" in models:
                 fitted[name] = encoder
             if "fused" in models:
