@@ -161,6 +161,12 @@ serve: $(VENV)/.installed
 	MODEL_DIR=$(MODEL_DIR) $(RENDA) serve --model $(MODEL_DIR) --host $(HOST) --port $(PORT)
 
 # The optional Ray extra (label-archive ENGINE=ray), pinned by requirements.lock like the rest.
+# Every starter report rendered as GB18030 text, a web page, a PDF and a .docx, read back and compared
+# with its .txt (texts, and section labels with MODEL_DIR): reports/formats/formats.{json,md}.
+.PHONY: check-formats
+check-formats: $(VENV)/.installed
+	$(RENDA) check-formats --corpus $(CORPUS) --out reports/formats $(if $(wildcard $(MODEL_DIR)/renda_model.json),--model $(MODEL_DIR))
+
 .PHONY: install-scale label-archive plot bench-archive
 install-scale: $(VENV)/.scale
 

@@ -34,10 +34,12 @@ import pyarrow.parquet as pq
 from model.reports import Combiner, Unit, combine, prepare_report, record_units
 from renda.corpus import with_heading_paths
 from renda.labels import LABELS
-from renda.records import DataError, atomic_write_text, read_jsonl, read_text_file
+from renda.readers import FORMATS, REFUSED, read_report
+from renda.records import DataError, atomic_write_text, read_jsonl
 from renda.report_meta import OPENING_LINES, report_meta
 
 TABLES = ("paragraphs", "reports", "failed")
+LISTED = {*FORMATS, *REFUSED, ".jsonl"}
 MANIFEST = "archive.json"
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _META = [("body", pa.string()), ("level", pa.string()), ("year", pa.int32())]
@@ -48,7 +50,8 @@ SCHEMAS = {
         ("text", pa.string()), ("label", pa.string()), ("section_label", pa.string()), ("score", pa.float64()),
         ("source", pa.string())]),
     # Counted by section label: the report's structure and the model together, usually the more accurate.
-    "reports": pa.schema(_KEY + _META + [("paragraphs", pa.int32()), ("characters", pa.int64())] + [
+    "reports": pa.schema(_KEY + _META + [("format", pa.string()), ("encoding", pa.string()),
+                                         ("paragraphs", pa.int32()), ("characters", pa.int64())] + [
         field for label in LABELS for field in (
             (f"paragraphs_{label}", pa.int32()), (f"characters_{label}", pa.int64()),
             (f"share_paragraphs_{label}", pa.float64()), (f"share_characters_{label}", pa.float64()))]),
@@ -70,6 +73,8 @@ class Report:
     headings: list[bool]
     positions: list[int]
     units: list[Unit]
+    format: str = "text"  # as read (renda/readers.py): text, html, pdf, docx, jsonl
+    encoding: str | None = None
 
 
 @dataclass
@@ -82,8 +87,9 @@ class Failure:
 # --- Reading and parsing -------------------------------------------------------------------------
 
 def archive_files(root: Path) -> list[str]:
-    """The `.txt` and `.jsonl` files under `root` (or `root` itself), as sorted paths relative to
-    it; hidden files and folders and README.txt are left out."""
+    """The report files under `root` (or `root` itself), as sorted paths relative to it: the formats
+    read (renda/readers.py) and `.jsonl`, and the kinds refused by name (.doc, images, archives…),
+    which go to `failed` with the reason; hidden files and folders and README.txt are left out."""
     root = Path(root)
     if root.is_file():
         return [root.name]
@@ -92,7 +98,7 @@ def archive_files(root: Path) -> list[str]:
     found = []
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if (path.suffix in (".txt", ".jsonl") and path.is_file() and path.name.lower() != "readme.txt"
+        if (path.suffix.lower() in LISTED and path.is_file() and path.name.lower() != "readme.txt"
                 and not any(part.startswith(".") for part in rel.parts)):
             found.append(rel.as_posix())
     return sorted(found)
@@ -105,13 +111,18 @@ def _reason(error: DataError) -> str:
     return f"line {error.line}: {message}" if error.line is not None else message
 
 
-def _report_from_text(rel: str, text: str) -> Report:
+def _report_from_file(rel: str, path: Path) -> Report:
+    read = read_report(str(path))
+    return _report_from_text(rel, read.text, read.format, read.encoding)
+
+
+def _report_from_text(rel: str, text: str, kind: str = "text", encoding: str | None = None) -> Report:
     paragraphs, units, paths = prepare_report(text)
     if not any(_CJK.search(p.text) for p in paragraphs):
         raise DataError(rel, "no Chinese text")
     opening = [line for line in text.splitlines() if line.strip()][:OPENING_LINES]
     return Report(rel, Path(rel).stem, report_meta(opening, rel), [p.text for p in paragraphs], paths,
-                  [p.is_heading for p in paragraphs], [p.position for p in paragraphs], units)
+                  [p.is_heading for p in paragraphs], [p.position for p in paragraphs], units, kind, encoding)
 
 
 def _reports_from_jsonl(rel: str, path: Path, skip: set[str]) -> list[Report]:
@@ -129,7 +140,7 @@ def _reports_from_jsonl(rel: str, path: Path, skip: set[str]) -> list[Report]:
         reports.append(Report(rel, report_id, report_meta(texts[:OPENING_LINES], f"{rel}/{report_id}"), texts,
                               [r.heading_path or [] for r in rows], [r.is_heading for r in rows],
                               [r.position if r.position is not None else i for i, r in enumerate(rows)],
-                              record_units(rows)))
+                              record_units(rows), "jsonl", "utf-8"))
     return reports
 
 
@@ -139,7 +150,7 @@ def parse_file(root: Path, rel: str, skip: set[str] = frozenset()) -> list[Repor
     try:
         if rel.endswith(".jsonl"):
             return _reports_from_jsonl(rel, path, set(skip))
-        return [_report_from_text(rel, read_text_file(path))]
+        return [_report_from_file(rel, path)]
     except DataError as error:
         return [Failure(rel, None, _reason(error))]
     except Exception as error:  # a parser bug on one odd file: recorded, the run goes on
@@ -168,7 +179,7 @@ def label_batch(predictor, items: list[Report | Failure]) -> dict[str, list[dict
                 for text, path, heading, position, p, s, why in zip(
                     report.texts, report.paths, report.headings, report.positions, mine, section, source)]
         tables["paragraphs"] += rows
-        tables["reports"].append(report_row(key, rows))
+        tables["reports"].append(report_row(key | {"format": report.format, "encoding": report.encoding}, rows))
     tables["failed"] = [{"report_path": f.report_path, "report_id": f.report_id, "reason": f.reason}
                         for f in items if isinstance(f, Failure)]
     return tables
@@ -229,7 +240,9 @@ def read_table(out: Path | str, name: str, columns: list[str] | None = None) -> 
     committed = committed_parts(Path(out))
     files = sorted(p for p in (Path(out) / name).glob("part-*.parquet") if p.name in committed)
     schema = SCHEMAS[name] if columns is None else pa.schema([SCHEMAS[name].field(c) for c in columns])
-    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files]) if files else schema.empty_table()
+    # promote: parts written before a column was added read it as null
+    table = (pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")
+             if files else schema.empty_table())
     keys = [k for k in SORT_KEYS[name] if k in table.column_names]
     return table.sort_by([(k, "ascending") for k in keys]) if keys else table
 

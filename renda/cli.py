@@ -128,11 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="with --compare: also write the report here")
     p.add_argument("--folds", type=int, default=5, help="with --compare: folds of the A-vs-B classifier (default %(default)s)")
 
-    p = sub.add_parser("classify", help="label .txt reports, .jsonl paragraphs (`text`) or .csv (`text` column)",
-                       description="Label .txt reports (whole reports, split by the parser) or the paragraphs of .jsonl / "
+    p = sub.add_parser("classify", help="label reports (.txt in any Chinese encoding, .html, .pdf, .docx), .jsonl paragraphs (`text`) or .csv (`text` column)",
+                       description="Label whole reports (plain text in UTF-8, GB18030/GBK, Big5 or UTF-16; web pages; PDF with a "
+                                   "text layer; .docx), split by the parser, or the paragraphs of .jsonl / "
                                    ".csv files (`text`). Optional `heading` and `heading_path` fields (a list; in a CSV, a "
                                    "JSON array or headings joined by ' › ') give each paragraph's context.")
-    p.add_argument("files", nargs="+", type=Path, help="input files: .txt (whole report), .jsonl or .csv")
+    p.add_argument("files", nargs="+", type=Path, help="input files: a whole report (.txt, .html, .pdf, .docx), .jsonl or .csv")
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="output file (default: standard output)")
     p.add_argument("--format", choices=["jsonl", "csv"], default=None, help="output format (default: from --out's suffix, else jsonl)")
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for the PNGs and CSVs (default OUT/plots)")
     p.add_argument("--pooled", action="store_true", help="pool each group's paragraphs/characters (default: mean of its reports' shares)")
     p.add_argument("--top", type=int, default=30, help="--by body: bodies drawn, those with most reports (default %(default)s; the CSV has all)")
+
+    p = sub.add_parser("check-formats", help="render reports as GB18030 text, web pages, PDF and .docx, read them back, compare")
+    p.add_argument("--corpus", type=Path, default=s.starter_dir, help="folder of .txt reports (default: the starter corpus)")
+    p.add_argument("--model", type=Path, default=None, help="also compare section labels in whole-report mode with this model folder")
+    p.add_argument("--out", type=Path, default=Path("reports/formats"), help="folder for formats.json and formats.md (default %(default)s)")
+    p.add_argument("--keep", type=Path, default=None, help="also keep the rendered files here")
 
     p = sub.add_parser("serve", help="start the HTTP service")
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
@@ -231,6 +238,16 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in plot_trends(args.archive, args.by, args.out, args.pooled, args.top):
                 print(path)
+        elif args.command == "check-formats":
+            from training.formats import check_formats
+
+            predictor = None
+            if args.model is not None:
+                from model.predictor import load_predictor
+
+                predictor = load_predictor(args.model)
+            print(Path(args.out, "formats.md").read_text(encoding="utf-8") if check_formats(
+                args.corpus, args.out, predictor, keep=args.keep) else "")
         elif args.command == "serve":
             from serving.main import serve
 
@@ -242,12 +259,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def read_input(path: Path) -> str | list[dict]:
-    """A report's text (.txt) or the paragraphs of a .jsonl / .csv file; bad input stops here."""
-    if path.suffix not in (".txt", ".jsonl", ".csv"):
-        raise DataError(path, "unsupported file type: use .txt (a report), .jsonl or .csv")
+    """A report's text (any format `renda.readers` reads) or the paragraphs of a .jsonl / .csv file;
+    bad input stops here. The format and encoding read are said on standard error."""
     if not path.is_file():
         raise DataError(path, "no such file")
-    return read_text_file(path) if path.suffix == ".txt" else read_paragraphs(path)
+    if path.suffix in (".jsonl", ".csv"):
+        return read_paragraphs(path)
+    from renda.readers import read_report
+
+    report = read_report(str(path))
+    print(f"{path}: read as {report.format}" + (f" ({report.encoding})" if report.encoding else ""), file=sys.stderr)
+    return report.text
 
 
 def _flat(path: Path, row: dict) -> dict:

@@ -25,6 +25,9 @@ _RUNNING_TEXT = re.compile(r"[。，,；;]")
 _SPACES = re.compile(r"[ \t\u3000\u00a0\u2002\u2003\u200b\ufeff]+")
 _DATE_LINE = re.compile(r"^\d{4}[-年./]\d{1,2}[-月./]\d{1,2}日?(?:\s*\d{1,2}:\d{2}(?::\d{2})?)?$")
 # 「——2024年1月18日在…会议上」: the subtitle under a report's title, not a dash item.
+# 「2024-01-20 来源：…」, 「发布日期 2024年1月20日 作者：…」: a web page's byline.
+_BYLINE = re.compile(r"^(?:发布(?:时间|日期)[:：]?)?\d{4}[-年./]\d{1,2}[-月./]\d{1,2}日?(?:\d{1,2}:\d{2}(?::\d{2})?)?"
+                     r"(?:来源|作者|编辑|浏览|点击|阅读|字号|责任编辑)")
 _SUBTITLE = re.compile(r"^[—-]{1,2}\s*\d{4}年\d{1,2}月\d{1,2}日")
 # A heading longer than this (after its number) is prose, not a heading.
 MAX_HEADING_CHARS = 64
@@ -58,7 +61,7 @@ def match_form(text: str) -> str:
 
 def is_furniture(text: str) -> bool:
     folded = match_form(text)
-    if _DATE_LINE.match(folded) or _SUBTITLE.match(folded):
+    if _DATE_LINE.match(folded) or _SUBTITLE.match(folded) or _BYLINE.match(folded):
         return True
     return any(folded.startswith(match_form(word)) for word in load_rules().furniture)
 

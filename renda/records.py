@@ -25,7 +25,7 @@ class DataError(ValueError):
     def __init__(self, path: Path | str, message: str, line: int | None = None):
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
-        self.path, self.line = str(path), line
+        self.path, self.line, self.message = str(path), line, message
 
 
 class Record(BaseModel):

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     corrections_dir: Path = ROOT / "data" / "corrections"
     log_level: str = "INFO"
 
+    # Reading report files (renda/readers.py: CLI, archive, uploads to the service)
+    max_file_bytes: int = Field(20_000_000, ge=1024, description="a report file's size at most, checked before it is parsed")
+    read_timeout_s: float = Field(30.0, gt=0, description="time to read one HTML / PDF / .docx file; past it the reader is stopped")
+
     # Archive labelling (`renda label-archive`): one Parquet part per batch, so an interrupted run
     # redoes at most one batch of files
     archive_batch_files: int = Field(16, ge=1, description="report files per batch (and per Parquet part)")

@@ -20,7 +20,7 @@ from model.predictor import META_FILE, Predictor, load_predictor
 from renda import __version__
 from renda.settings import Settings, get_settings
 from serving.page import install_page
-from serving.routers import router
+from serving.routers import UPLOAD_PATH, router
 from serving.service import ModelNotReady, ModelService, QueueFull
 from serving.validation import InputProblem
 
@@ -41,31 +41,43 @@ def _field(loc: tuple | list) -> str:
     return out or "body"
 
 
+# POST /v1/reports with a file (multipart/form-data) is served by the upload route; its size limit is the file's.
+UPLOAD_ROUTES = {"/v1/reports": UPLOAD_PATH}
+UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and the form's other fields, beside the file itself
+
+
 class BodyLimit:
     """Pure ASGI middleware: 413 for bodies over the limit, counted as they stream in (a missing
-    or false Content-Length does not get past it); 415 for POSTs that are not JSON."""
+    or false Content-Length does not get past it); 415 for POSTs that are neither JSON nor, where
+    a file is taken, multipart/form-data (sent on to the upload route, with the file's limit)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int):
+        self.app, self.max_bytes, self.max_upload_bytes = app, max_bytes, max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        if content_type != "application/json":
+        limit = self.max_bytes
+        if content_type == "multipart/form-data" and scope["path"] in UPLOAD_ROUTES:
+            upload = UPLOAD_ROUTES[scope["path"]]
+            scope = {**scope, "path": upload, "raw_path": upload.encode()}
+            limit = self.max_upload_bytes
+        elif content_type != "application/json":
             shown = content_type or "none"
-            return await self._reject(send, 415, f"Content-Type must be application/json (got {shown})")
+            also = " (or multipart/form-data with a `file`, on /v1/reports)" if scope["path"] in UPLOAD_ROUTES else ""
+            return await self._reject(send, 415, f"Content-Type must be application/json{also} (got {shown})")
         declared = headers.get(b"content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send, 413, f"request body is {int(declared):,} bytes; the limit is {self.max_bytes:,}")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return await self._reject(send, 413, f"request body is {int(declared):,} bytes; the limit is {limit:,}")
         seen, too_large, started = 0, False, False
 
         async def limited() -> Message:
             nonlocal seen, too_large
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 too_large = True
                 raise _TooLarge()
             return message
@@ -84,7 +96,7 @@ class BodyLimit:
         except _TooLarge:
             pass
         if too_large and not started:
-            await self._reject(send, 413, f"request body is over the limit of {self.max_bytes:,} bytes")
+            await self._reject(send, 413, f"request body is over the limit of {limit:,} bytes")
 
     @staticmethod
     async def _reject(send: Send, status: int, detail: str) -> None:
@@ -196,7 +208,7 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
     install_request_log(app)
     if settings.cors_origins:  # off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes + UPLOAD_OVERHEAD)
     return app
 
 

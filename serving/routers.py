@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from model.calibration import is_uncertain, stored_temperatures
 from model.context import heading_path_of
 from model.reports import label_report
 from renda.labels import load_rules
+from renda.readers import FileTooLarge, ReadLimits, UnsupportedFormat, read_report
+from renda.records import DataError
 from serving.corrections import append_corrections, check_rows
 from serving.schemas import (
     CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, CorrectionsRequest, CorrectionsResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits,
-    ModelResponse, ParagraphInput, ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse, ReportSection,
+    MIN_SCORE_DOC, FileRead, ModelResponse, ParagraphInput, ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse,
+    ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
-from serving.validation import check_paragraphs, check_report
+from serving.validation import InputProblem, check_paragraphs, check_report
 
 router = APIRouter()
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
@@ -61,13 +64,48 @@ def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXA
     return ClassifyResponse(model=service.require().model_id, results=results)
 
 
-@router.post("/v1/reports", response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, tags=["labels"])
+UPLOAD_PATH = "/v1/reports/file"  # POST /v1/reports with multipart/form-data lands here (serving/main.py: BodyLimit)
+UPLOAD_DOC = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "a report file: plain text in any common encoding of "
+                 "Chinese (UTF-8, GB18030/GBK, Big5, UTF-16), a web page (.html), a PDF with a text layer, or a .docx"},
+        "min_score": {"type": "number", "minimum": 0, "maximum": 1, "description": MIN_SCORE_DOC}}}}}}}
+
+
+@router.post("/v1/reports", response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, tags=["labels"],
+             openapi_extra=UPLOAD_DOC)
 def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
-    """Split a whole report with the project's parser and label every paragraph."""
-    check_report(body.text, request.app.state.settings)
+    """Split a whole report with the project's parser and label every paragraph.
+
+    The report is a JSON body (`text`), or a file uploaded as multipart/form-data (`file`, and
+    optionally `min_score`): plain text in any common encoding of Chinese, a web page (its main text
+    only), a PDF with a text layer or a .docx; `read` in the answer says which format and encoding were read."""
+    return _label_report(request, body.text, body.min_score)
+
+
+@router.post(UPLOAD_PATH, response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, include_in_schema=False)
+def classify_report_file(request: Request, file: Annotated[UploadFile, File()],
+                         min_score: Annotated[float | None, Form(ge=0, le=1)] = None) -> ReportResponse:
+    """POST /v1/reports with a file: read by renda/readers.py (size checked first, parsed in a worker
+    process with a time limit), then labelled as a JSON body's text is."""
+    settings = request.app.state.settings
+    name = file.filename or "upload"
+    raw = file.file.read(settings.max_file_bytes + 1)
+    try:
+        read = read_report(name, raw, ReadLimits(max_bytes=settings.max_file_bytes, timeout_s=settings.read_timeout_s))
+    except DataError as error:
+        status = 415 if isinstance(error, UnsupportedFormat) else 413 if isinstance(error, FileTooLarge) else 422
+        raise InputProblem("file", error.message, status) from None
+    response = _label_report(request, read.text, min_score)
+    response.read = FileRead(name=name, format=read.format, encoding=read.encoding)
+    return response
+
+
+def _label_report(request: Request, text: str, min_score: float | None) -> ReportResponse:
+    check_report(text, request.app.state.settings)
     service = _service(request)
-    result = label_report(_Batched(service), body.text)
-    paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], body.min_score)) for row in result.rows()]
+    result = label_report(_Batched(service), text)
+    paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], min_score)) for row in result.rows()]
     sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last, source=s.source)
                 for s in result.sections]
     return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)

@@ -100,8 +100,11 @@ def write_archive(root: Path, bad: bool = True) -> Path:
         "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in JSONL_ROWS), encoding="utf-8")
     if bad:
         (root / "bad").mkdir()
-        (root / "bad" / "gbk.txt").write_bytes("雁湖县人大常委会工作报告".encode("gbk"))  # not UTF-8
+        (root / "bad" / "gbk.txt").write_bytes("雁湖县人大常委会工作报告".encode("gbk"))  # read: GB18030 reads GBK
         (root / "bad" / "empty.txt").write_text("  \n", encoding="utf-8")
+        (root / "bad" / "old.doc").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(100))  # refused by name
+        (root / "bad" / "cut.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog")  # truncated
+        (root / "bad" / "notes.json").write_text("{}", encoding="utf-8")  # not a report: not listed
     return root
 
 
@@ -159,18 +162,21 @@ def test_report_meta_from_title_and_path(title, path, expected):
 def test_tables_bad_files_and_the_run_goes_on(tmp_path, predictor):
     root = write_archive(tmp_path / "archive")
     summary = label_archive(root, tmp_path / "out", predictor, batch_files=3, progress=False)
-    assert summary["reports"] == 6 and summary["failed"] == 2
+    assert summary["reports"] == 7 and summary["failed"] == 3
 
     failed = {row["report_path"]: row for row in rows_of(tmp_path / "out", "failed")}
-    assert set(failed) == {"bad/gbk.txt", "bad/empty.txt"}
-    assert "not UTF-8" in failed["bad/gbk.txt"]["reason"] and "line 1" in failed["bad/gbk.txt"]["reason"]
+    assert set(failed) == {"bad/empty.txt", "bad/old.doc", "bad/cut.pdf"}
     assert "empty" in failed["bad/empty.txt"]["reason"]
+    assert ".doc file is not read (save it as .docx)" in failed["bad/old.doc"]["reason"]
+    assert "not a readable pdf file" in failed["bad/cut.pdf"]["reason"]
 
     reports = {(r["report_path"], r["report_id"]): r for r in rows_of(tmp_path / "out", "reports")}
-    assert set(reports) == {(rel, Path(rel).stem) for rel in REPORTS} | {
+    assert set(reports) == {(rel, Path(rel).stem) for rel in REPORTS} | {("bad/gbk.txt", "gbk"),
         ("paragraphs/rows-2024.jsonl", "yanhu-2024"), ("paragraphs/rows-2024.jsonl", "songyan-2024")}
+    assert (reports[("bad/gbk.txt", "gbk")]["format"], reports[("bad/gbk.txt", "gbk")]["encoding"]) == ("text", "gb18030")
+    assert reports[("county/yanhu-2023.txt", "yanhu-2023")]["encoding"] == "utf-8"
     meta = {key[0]: (r["body"], r["level"], r["year"]) for key, r in reports.items() if key[0].endswith(".txt")}
-    assert meta == {"county/yanhu-2023.txt": ("雁湖县人大常委会", "county", 2023),
+    assert meta == {"bad/gbk.txt": ("雁湖县人大常委会", "county", None),"county/yanhu-2023.txt": ("雁湖县人大常委会", "county", 2023),
                     "city/songyan-city-report.txt": ("松岩市人大常委会", "city", 2022),
                     "province/2021/biling.txt": ("碧岭省人大常委会", "provincial", 2021),
                     "old/luchuan-district.txt": ("鹭川区人大常委会", "county", 1996)}
@@ -198,7 +204,7 @@ def test_tables_bad_files_and_the_run_goes_on(tmp_path, predictor):
     before = {name: rows_of(tmp_path / "out", name) for name in archive.TABLES}
     again = label_archive(root, tmp_path / "out", predictor, progress=False)
     # (The JSONL file is read again, to find its reports: both are done.)
-    assert again["reports"] == again["failed"] == 0 and again["skipped_files"] == 6
+    assert again["reports"] == again["failed"] == 0 and again["skipped_files"] == 8
     assert {name: rows_of(tmp_path / "out", name) for name in archive.TABLES} == before
 
 
@@ -277,7 +283,7 @@ def test_cli_label_archive_and_plot(tmp_path, tiny_model, capsys):
     assert main(["label-archive", str(root), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
                  "--threads", "1"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["reports"] == 6 and summary["failed"] == 2
+    assert summary["reports"] == 7 and summary["failed"] == 3
     assert main(["plot", str(tmp_path / "out"), "--by", "level"]) == 0
     assert (tmp_path / "out" / "plots" / "share_characters_by_level.png").is_file()
     assert main(["label-archive", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2"), "--model", str(tiny_model)]) == 2
@@ -312,9 +318,9 @@ def test_ray_engine_equals_the_local_engine(tmp_path, tiny_model, predictor):
         finally:
             if ray.is_initialized():
                 ray.shutdown()
-    assert summary["reports"] == 6 and summary["failed"] == 2
+    assert summary["reports"] == 7 and summary["failed"] == 3
     assert_same_tables(tmp_path / "local", tmp_path / "ray")
-    assert len(list((tmp_path / "ray" / "reports").glob("part-*.parquet"))) >= 4  # 7 files, 2 a batch
+    assert len(list((tmp_path / "ray" / "reports").glob("part-*.parquet"))) >= 4  # 9 files, 2 a batch
     # Either engine resumes the other's run: the local one finds nothing left to do.
     again = label_archive(root, tmp_path / "ray", predictor, progress=False)
-    assert again["reports"] == again["failed"] == 0 and again["skipped_files"] == 6
+    assert again["reports"] == again["failed"] == 0 and again["skipped_files"] == 8

@@ -267,6 +267,29 @@ def test_review_a_report_correct_a_label_and_export_it(app_url, browser, tmp_pat
     assert again[at].get_attribute("data-label") == new and driver.find_element("id", "correction-count").text == "1"
 
 
+@pytest.mark.parametrize("kind", ["pdf", "gb18030"])
+def test_open_a_file_sends_it_as_it_is(app_url, browser, tmp_path, kind):
+    """"Open a file" uploads the file itself: a PDF or a GB18030 text is read by the service, labelled,
+    and the page says what it read; the text box then holds the paragraphs read."""
+    from training.formats import SUFFIX, render
+
+    (base, _), (driver, _) = app_url, browser
+    text = (FIXTURES / "browser_report.txt").read_text(encoding="utf-8")
+    path = tmp_path / f"yanhu-2024{SUFFIX[kind]}"
+    path.write_bytes(render(kind, text, text.strip().splitlines()[0].strip()))
+    expected = httpx.post(base + "/v1/reports", files={"file": (path.name, path.read_bytes())}, timeout=120).json()
+    driver.get(base + "/")
+    wait(driver, lambda d: len(find(d, "#legend li")) == len(LABELS), message="the labels never loaded")
+    find(driver, "#report-file")[0].send_keys(str(path))
+    status = wait(driver, lambda d: d.find_element("id", "report-status").get_attribute("data-read"), message="the file was never read")
+    assert status == expected["read"]["format"]
+    assert f"{path.name}: {expected['read']['format']}" in driver.find_element("id", "report-status").text
+    paragraphs = find(driver, "#report-view .para")
+    assert [p.get_attribute("data-label") for p in paragraphs] == [p["section_label"] for p in expected["paragraphs"]]
+    assert driver.find_element("id", "report-text").get_attribute("value") == "\n".join(p["text"] for p in expected["paragraphs"])
+    assert driver.find_element("id", "report-id").get_attribute("value") == "yanhu-2024"
+
+
 def test_errors_from_the_api_are_shown_as_messages(app_url, browser):
     (base, _), (driver, _) = app_url, browser
     driver.get(base + "/")

@@ -217,10 +217,34 @@ def expect_failure(argv: list, capsys, out: Path, *fragments: str) -> str:
     return message
 
 
-def test_unsupported_suffix(tiny_model, tmp_path, capsys):
-    path = tmp_path / "report.docx"
-    path.write_text("一、坚持党的领导", encoding="utf-8")
-    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", str(path), "unsupported file type")
+@pytest.mark.parametrize("name, data, message", [
+    ("report.doc", b"\xd0\xcf\x11\xe0" + bytes(64), ".doc file is not read (save it as .docx); read are plain text"),
+    ("scan.png", b"\x89PNG\r\n", "an image is not read"),
+    ("report.docx", "一、坚持党的领导".encode(), "not a .docx file (not a zip archive"),
+])
+def test_unsupported_or_false_file(tiny_model, tmp_path, capsys, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.jsonl", str(path), message)
+
+
+@pytest.mark.parametrize("kind", ["gb18030", "html", "pdf", "docx"])
+def test_a_report_as_published_reads_like_its_text(tiny_model, inputs, sample_report, tmp_path, capsys, kind):
+    """The same report as GB18030 text, a web page, a PDF and a .docx: the same paragraphs and labels."""
+    from renda.parsing import is_furniture
+    from training.formats import SUFFIX, render
+
+    path = tmp_path / f"report-{kind}{SUFFIX[kind]}"
+    path.write_bytes(render(kind, sample_report, sample_report.splitlines()[0]))
+    code, _, stderr = run(["classify", inputs["txt"], "--model", tiny_model, "--out", tmp_path / "txt.jsonl"], capsys)
+    assert code == 0, stderr
+    code, _, stderr = run(["classify", path, "--model", tiny_model, "--out", tmp_path / "other.jsonl"], capsys)
+    assert code == 0, stderr
+    fmt = "text" if kind == "gb18030" else kind
+    assert f"{path}: read as {fmt}" in stderr and ("(gb18030)" in stderr) == (kind == "gb18030")
+    want, got = read_jsonl(tmp_path / "txt.jsonl"), read_jsonl(tmp_path / "other.jsonl")
+    body = [(r["text"], r["section_label"]) for r in want if not is_furniture(r["text"])]
+    assert [(r["text"], r["section_label"]) for r in got if not is_furniture(r["text"])] == body
 
 
 def test_missing_file(tiny_model, inputs, tmp_path, capsys):
@@ -293,10 +317,11 @@ def test_csv_with_an_empty_text(tiny_model, tmp_path, capsys):
     expect_failure(["classify", path, "--model", tiny_model], capsys, tmp_path / "out.csv", f"{path}:3:", "empty `text`")
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
-def test_non_utf8_file(tiny_model, tmp_path, capsys, suffix):
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_non_utf8_paragraph_file(tiny_model, tmp_path, capsys, suffix):
+    """Paragraph files are data written by programs: UTF-8 only (a report's text may be in any encoding)."""
     path = tmp_path / f"gbk{suffix}"
-    body = {".txt": "一、坚持党的领导\n\n第二行", ".jsonl": '{"text": "人大"}\n{"text": "第二行"}', ".csv": "text\n人大\n第二行"}[suffix]
+    body = {".jsonl": '{"text": "人大"}\n{"text": "第二行"}', ".csv": "text\n人大\n第二行"}[suffix]
     first, second = body.rsplit("\n", 1)
     path.write_bytes(first.encode("utf-8") + b"\n" + second.encode("gbk"))
     line = body.count("\n") + 1

@@ -717,10 +717,14 @@ def test_wrong_content_type(client, path, kind):
         response = client.post(path, files={"text": ("a.txt", "人大工作".encode())})
     else:
         response = client.post(path, content=b'{"paragraphs": ["x"]}')
+    if path == "/v1/reports" and kind == "multipart":  # a file upload, but without its `file` field
+        assert_problem(response, 422, "file")
+        return
     assert response.status_code == 415, response.text
     body = response.json()
     assert body["errors"][0]["field"] == "body"
-    assert body["detail"].startswith("Content-Type must be application/json (got ")
+    assert body["detail"].startswith("Content-Type must be application/json")
+    assert ("multipart/form-data with a `file`" in body["detail"]) == (path == "/v1/reports")
 
 
 def test_json_with_charset_is_accepted(client):
@@ -847,3 +851,58 @@ def test_a_model_folder_that_is_not_a_model(tmp_path):
         ready = c.get("/readyz")
         assert ready.status_code == 503 and "renda_model.json" in ready.json()["detail"]
         assert c.get("/healthz").status_code == 200
+
+
+# --- POST /v1/reports with a file (renda/readers.py) -------------------------------------------------
+
+def upload(client: TestClient, name: str, data: bytes, **form) -> "Response":  # noqa: F821
+    return client.post("/v1/reports", files={"file": (name, data)}, data={k: str(v) for k, v in form.items()})
+
+
+@pytest.mark.parametrize("kind, fmt, encoding", [("gb18030", "text", "gb18030"), ("html", "html", "utf-8"),
+                                                 ("pdf", "pdf", None), ("docx", "docx", None)])
+def test_a_report_file_is_labelled_as_its_text(client, report, sample_report, kind, fmt, encoding):
+    from renda.parsing import is_furniture
+    from training.formats import SUFFIX, render
+
+    data = render(kind, sample_report, sample_report.split("\n")[0].strip())
+    response = upload(client, f"白沙-2024{SUFFIX[kind]}", data, min_score=0.5)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["read"] == {"name": f"白沙-2024{SUFFIX[kind]}", "format": fmt, **({"encoding": encoding} if encoding else {})}
+    assert all("uncertain" in p for p in body["paragraphs"])
+
+    def kept(rows):
+        return [(p["text"], p["section_label"], p["label"]) for p in rows if not is_furniture(p["text"])]
+    assert kept(body["paragraphs"]) == kept(report["paragraphs"])
+
+
+@pytest.mark.parametrize("name, data, status, fragment", [
+    ("report.doc", b"\xd0\xcf\x11\xe0" + bytes(50), 415, ".doc file is not read (save it as .docx)"),
+    ("photo.png", b"\x89PNG\r\n\x1a\n", 415, "an image is not read"),
+    ("cut.pdf", b"%PDF-1.4\n1 0 obj <<", 422, "not a readable pdf file"),
+    ("fake.docx", "人大工作".encode(), 422, "not a .docx file"),
+    ("english.txt", b"no Chinese here", 422, "no Chinese text"),
+    ("empty.txt", b"  \n", 422, "empty"),
+])
+def test_a_bad_file_gets_its_reason(client, name, data, status, fragment):
+    assert_problem(upload(client, name, data), status, "file", fragment)
+
+
+def test_upload_form_fields_are_checked(client):
+    assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score=2), 422, "min_score")
+    assert_problem(client.post("/v1/reports", files={"other": ("r.txt", b"x")}), 422, "file")
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(tiny_model, sample_report):
+    with TestClient(create_app(settings(max_file_bytes=2048), model_dir=tiny_model), raise_server_exceptions=False) as small:
+        wait_ready(small)
+        response = upload(small, "big.txt", sample_report.encode("gb18030") * 2)
+        assert response.status_code == 413, response.text
+        assert_problem(upload(small, "big.txt", "人大".encode() * 1500), 413, "file", "the limit is 2,048")
+
+
+def test_the_upload_is_documented_on_v1_reports(client):
+    body = client.get("/openapi.json").json()["paths"]["/v1/reports"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert body["multipart/form-data"]["schema"]["required"] == ["file"]

@@ -50,7 +50,8 @@ class ApiError extends Error {}
 async function api(path, body) {
   let response;
   try {
-    response = await fetch(path, body === undefined ? {} : {
+    // a FormData (a report file) goes as multipart/form-data, with the boundary the browser sets
+    response = await fetch(path, body === undefined ? {} : body instanceof FormData ? { method: "POST", body } : {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
   } catch (error) {
@@ -146,17 +147,23 @@ function defaultReportId(text, fileName) {
   return `report-${hash.toString(16).padStart(8, "0")}`;
 }
 
+// The file goes to the service as it is: the service reads any encoding of Chinese text, web
+// pages, PDF and .docx (renda/readers.py), and says what it read.
 $("report-file").addEventListener("change", async (event) => {
   const file = event.target.files[0];
   if (!file) return;
-  const text = await file.text();
-  if (text.includes("\uFFFD")) {
-    showError(`文件不是 UTF-8 编码 ${file.name} is not UTF-8 text: save it as UTF-8 and open it again`);
-    return;
-  }
-  $("report-text").value = text;
-  $("report-id").value = defaultReportId(text, file.name);
-  labelReport();
+  const form = new FormData();
+  form.append("file", file, file.name);
+  form.append("min_score", String(state.minScore));
+  const textOf = (report) => report.paragraphs.map((p) => p.text).join("\n");
+  const report = await runReport(form, (answer) => defaultReportId(textOf(answer), file.name));
+  if (!report) return;
+  $("report-text").value = textOf(report);  // what was read: labelling it again gives the same paragraphs
+  $("report-id").value = state.reportId;
+  const read = report.read;
+  $("report-status").textContent += ` · ${read.name}: ${read.format}${read.encoding ? ` (${read.encoding})` : ""}`;
+  $("report-status").dataset.read = read.format;
+  event.target.value = "";  // the same file may be opened again
 });
 
 $("report-form").addEventListener("submit", (event) => {
@@ -168,7 +175,7 @@ async function labelReport() {
   const text = $("report-text").value;
   showError("");
   if (!text.trim()) {
-    showError("请先粘贴报告或打开文件 Paste a report or open a .txt file first");
+    showError("请先粘贴报告或打开文件 Paste a report or open a file first");
     return;
   }
   const reportId = $("report-id").value.trim() || defaultReportId(text);
@@ -177,19 +184,29 @@ async function labelReport() {
     return;
   }
   $("report-id").value = reportId;
+  await runReport({ text, min_score: state.minScore }, () => reportId);
+}
+
+// POST /v1/reports (JSON text or a file) and show the answer under the report id `idOf(answer)`;
+// null when it failed (the error is shown).
+async function runReport(body, idOf) {
+  showError("");
   $("report-status").textContent = "标注中… Labelling…";
+  delete $("report-status").dataset.read;
   $("report-submit").disabled = true;
   try {
-    const report = await api("/v1/reports", { text, min_score: state.minScore });
+    const report = await api("/v1/reports", body);
     state.report = report;
-    state.reportId = reportId;
+    state.reportId = idOf(report);
     loadCorrections();
     renderReport();
     $("report-text").rows = 4;  // the report itself is below now: the box only needs to stay reachable
     $("report-status").textContent = `${report.paragraphs.length} 段 paragraphs · ${report.sections.length} 部分 sections · ${report.model}`;
+    return report;
   } catch (error) {
     showError(error.message);
     $("report-status").textContent = "";
+    return null;
   } finally {
     $("report-submit").disabled = false;
   }
