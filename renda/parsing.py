@@ -28,7 +28,7 @@ _DATE_LINE = re.compile(r"^\d{4}[-年./]\d{1,2}[-月./]\d{1,2}日?(?:\s*\d{1,2}:
 # 「2024-01-20 来源：…」, 「发布日期 2024年1月20日 作者：…」: a web page's byline.
 _BYLINE = re.compile(r"^(?:发布(?:时间|日期)[:：]?)?\d{4}[-年./]\d{1,2}[-月./]\d{1,2}日?(?:\d{1,2}:\d{2}(?::\d{2})?)?"
                      r"(?:来源|作者|编辑|浏览|点击|阅读|字号|责任编辑)")
-_SUBTITLE = re.compile(r"^[—-]{1,2}\s*\d{4}年\d{1,2}月\d{1,2}日")
+_SUBTITLE = re.compile(r"^[—-]{1,2}\s*(?:\d{4}年\d{1,2}月\d{1,2}日|[〇一二三四五六七八九零]{4}年[一二三四五六七八九十]{1,2}月)")
 # A heading longer than this (after its number) is prose, not a heading.
 MAX_HEADING_CHARS = 64
 
@@ -114,7 +114,8 @@ def _ends_open(line: str) -> bool:
     )
 
 
-def _starts_new(line: str) -> bool:
+def starts_new(line: str) -> bool:
+    """A line that always opens a paragraph: a heading (numbered or bare), or page furniture."""
     return bool(heading_shape(line)[0]) or is_furniture(line) or is_bare_heading(line)
 
 
@@ -125,7 +126,7 @@ def split_lines(text: str) -> list[str]:
     for line in lines:
         if not line:
             continue
-        if merged and _ends_open(merged[-1]) and not _starts_new(line):
+        if merged and _ends_open(merged[-1]) and not starts_new(line):
             merged[-1] += line
         else:
             merged.append(line)

@@ -27,8 +27,9 @@ from pathlib import Path
 from statistics import median
 from threading import Lock
 
+from renda.parsing import is_furniture, starts_new
 from renda.records import DataError
-from renda.report_meta import OPENING_LINES
+from renda.report_meta import year_of
 
 TEXT_SUFFIXES = (".txt", ".text")
 FORMATS = {".txt": "text", ".text": "text", ".html": "html", ".htm": "html", ".xhtml": "html", ".pdf": "pdf", ".docx": "docx"}
@@ -289,13 +290,10 @@ def read_html(name: str, raw: bytes, limits: ReadLimits) -> ReadReport:
     date = (getattr(document, "date", None) or "").strip()
     if title and _CJK.search(title) and not any(_same(title, line) for line in lines[:3]):
         lines.insert(0, _page_title(title))
-    if date and not any(_FULL_DATE.search(line) for line in lines[:OPENING_LINES]):
+    if date and year_of(lines, "") is None:
         # the page's date where the report's own opening has none: under the title, as pages show it
         lines.insert(1, f"发布时间：{date}")
     return ReadReport("\n".join(lines), "html", encoding)
-
-
-_FULL_DATE = re.compile(r"(?:19|20)\d{2}(?:年\d{1,2}月\d{1,2}日|-\d{1,2}-\d{1,2})")
 
 
 def _page_title(title: str) -> str:
@@ -322,15 +320,17 @@ def read_pdf(name: str, raw: bytes, limits: ReadLimits) -> ReadReport:
     import pdfplumber
 
     pages: list[tuple[float, list[dict]]] = []
+    width = 0.0
     with pdfplumber.open(io.BytesIO(raw)) as pdf:
         if len(pdf.pages) > limits.max_pages:
             raise DataError(name, f"the PDF has {len(pdf.pages)} pages; the limit is {limits.max_pages}")
         for page in pdf.pages:
             pages.append((float(page.height), page.extract_text_lines(strip=True, return_chars=True)))
+            width = max(width, float(page.width))
     if not any(line["text"].strip() for _, lines in pages for line in lines):
         raise DataError(name, "the PDF has no text layer (a scanned document): it needs OCR, which this project does not do")
     body = _drop_running_lines(pages)
-    return ReadReport("\n".join(_join_lines(body)), "pdf", None)
+    return ReadReport("\n".join(_join_lines(body, width)), "pdf", None)
 
 
 def _drop_running_lines(pages: list[tuple[float, list[dict]]]) -> list[list[dict]]:
@@ -361,21 +361,25 @@ def _drop_running_lines(pages: list[tuple[float, list[dict]]]) -> list[list[dict
             for (_, lines), edge in zip(pages, marked)]
 
 
-def _join_lines(pages: list[list[dict]]) -> list[str]:
+def _join_lines(pages: list[list[dict]], width: float) -> list[str]:
     lines = [line for page in pages for line in page]
     if not lines:
         return []
     sizes = [c.get("size", 0) or (c["x1"] - c["x0"]) for line in lines for c in line.get("chars", [])[:3]]
     char = median(sizes) if sizes else 10.0
     left = median(sorted(line["x0"] for line in lines)[: max(1, len(lines) // 4)])  # the left margin
-    right = max(line["x1"] for line in lines)
+    # The right margin: where the longest line ends, or the left margin mirrored, whichever is
+    # further right (in a document of one-line paragraphs no line reaches the margin).
+    right = max(max(line["x1"] for line in lines), width - min(line["x0"] for line in lines))
     paragraphs: list[str] = []
     previous = None
     for line in lines:
         text = line["text"].strip()
         # a wrapped line may stop a character or two short (a comma cannot open a line): only a line
-        # that stops 3 characters short ends its paragraph
-        opens = (previous is None or line["x0"] > left + 0.8 * char or previous["x1"] < right - 3 * char)
+        # that stops 3 characters short ends its paragraph; a heading or a meta line (the subtitle)
+        # stands alone even where nothing is indented (one-line paragraphs show no margin)
+        opens = (previous is None or line["x0"] > left + 0.8 * char or previous["x1"] < right - 3 * char
+                 or starts_new(text) or is_furniture(previous["text"]))
         if opens:
             paragraphs.append(text)
         else:

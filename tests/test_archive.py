@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from renda import archive
+from renda.parsing import is_furniture
 from renda.archive import label_archive, read_table
 from renda.labels import LABELS
 from renda.report_meta import report_meta
@@ -324,3 +325,26 @@ def test_ray_engine_equals_the_local_engine(tmp_path, tiny_model, predictor):
     # Either engine resumes the other's run: the local one finds nothing left to do.
     again = label_archive(root, tmp_path / "ray", predictor, progress=False)
     assert again["reports"] == again["failed"] == 0 and again["skipped_files"] == 8
+
+
+def test_reports_as_published_read_like_their_text(tmp_path, predictor):
+    """The same reports as GB18030 text, web pages, PDF and .docx: the same paragraphs, labels and
+    metadata as the UTF-8 .txt, each report's format and encoding in its row."""
+    from training.formats import SUFFIX, render
+
+    for kind in ("txt", "gb18030", "html", "pdf", "docx"):
+        for rel, text in REPORTS.items():
+            path = tmp_path / kind / Path(rel).with_suffix(".txt" if kind == "txt" else SUFFIX[kind])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode() if kind == "txt" else render(kind, text, text.splitlines()[0]))
+        label_archive(tmp_path / kind, tmp_path / f"out-{kind}", predictor, progress=False)
+    want = {r["report_id"]: r for r in rows_of(tmp_path / "out-txt", "reports")}
+    texts = {(p["report_id"], p["text"], p["section_label"]) for p in rows_of(tmp_path / "out-txt", "paragraphs")}
+    for kind, fmt, encoding in (("gb18030", "text", "gb18030"), ("html", "html", "utf-8"), ("pdf", "pdf", None), ("docx", "docx", None)):
+        got = {r["report_id"]: r for r in rows_of(tmp_path / f"out-{kind}", "reports")}
+        assert not rows_of(tmp_path / f"out-{kind}", "failed")
+        assert {k: (r["body"], r["level"], r["year"]) for k, r in got.items()} == {
+            k: (r["body"], r["level"], r["year"]) for k, r in want.items()}, kind
+        assert {(r["format"], r["encoding"]) for r in got.values()} == {(fmt, encoding)}
+        found = {(p["report_id"], p["text"], p["section_label"]) for p in rows_of(tmp_path / f"out-{kind}", "paragraphs")}
+        assert texts <= found and all(is_furniture(t) for _, t, _ in found - texts), (kind, found - texts)

@@ -36,17 +36,18 @@ def render_gb18030(text: str) -> bytes:
     return text.encode("gb18030")
 
 
-def render_html(text: str, title: str, date: str = "2024-01-20") -> bytes:
-    """A report page as a news site publishes it: menus, breadcrumbs, share buttons, related links, footer."""
+def render_html(text: str, title: str, date: str | None = None) -> bytes:
+    """A report page as a news site publishes it: menus, breadcrumbs, share buttons, related links, footer
+    (and its date, when given, in the head and the byline)."""
     nav = "".join(f'<li><a href="/{i}">{html.escape(word)}</a></li>' for i, word in enumerate(BOILERPLATE[:3]))
     body = "\n".join(f"<p>{html.escape(line)}</p>" for line in lines_of(text)[1:])
     related = "".join(f'<li><a href="/news/{i}.html">{html.escape(t)}</a></li>' for i, t in enumerate(BOILERPLATE[6:8]))
     page = f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(title)}_某市人大网</title>
-<meta name="description" content="{html.escape(title)}"><meta property="article:published_time" content="{date}"></head>
+<meta name="description" content="{html.escape(title)}">{f'<meta property="article:published_time" content="{date}">' if date else ""}</head>
 <body><header><div class="logo">某市人大网</div><nav><ul>{nav}</ul></nav></header>
 <div class="breadcrumb">{html.escape(BOILERPLATE[3])}</div>
-<main><article><h1>{html.escape(title)}</h1><div class="info">{date} 来源：某市人大常委会办公室</div>
+<main><article><h1>{html.escape(title)}</h1><div class="info">{date or ""} 来源：某市人大常委会办公室</div>
 <div class="content">{body}</div>
 <div class="share">{html.escape(BOILERPLATE[4])}</div></article>
 <aside><h3>{html.escape(BOILERPLATE[5])}</h3><ul>{related}</ul></aside></main>
