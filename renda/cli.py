@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.model is not None:
                 from model.predictor import load_predictor
 
-                predictor = load_predictor(args.model)
+                predictor = load_predictor(args.model, cache_size=0)  # each format labelled afresh, as a user pays
             print(Path(args.out, "formats.md").read_text(encoding="utf-8") if check_formats(
                 args.corpus, args.out, predictor, keep=args.keep) else "")
         elif args.command == "serve":

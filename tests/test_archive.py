@@ -327,24 +327,40 @@ def test_ray_engine_equals_the_local_engine(tmp_path, tiny_model, predictor):
     assert again["reports"] == again["failed"] == 0 and again["skipped_files"] == 8
 
 
-def test_reports_as_published_read_like_their_text(tmp_path, predictor):
-    """The same reports as GB18030 text, web pages, PDF and .docx: the same paragraphs, labels and
-    metadata as the UTF-8 .txt, each report's format and encoding in its row."""
+def test_an_archive_of_every_format_with_broken_files(tmp_path, predictor):
+    """One folder mixing the same reports as UTF-8 and GB18030 text, web pages, PDF and .docx, and
+    broken files: every good file labelled with the .txt's paragraphs, labels, body, level and year
+    and its format and encoding in its row; every broken one in `failed` with its reason."""
     from training.formats import SUFFIX, render
 
+    root = tmp_path / "mixed"
     for kind in ("txt", "gb18030", "html", "pdf", "docx"):
         for rel, text in REPORTS.items():
-            path = tmp_path / kind / Path(rel).with_suffix(".txt" if kind == "txt" else SUFFIX[kind])
+            path = root / kind / Path(rel).with_suffix(".txt" if kind == "txt" else SUFFIX[kind])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(text.encode() if kind == "txt" else render(kind, text, text.splitlines()[0]))
-        label_archive(tmp_path / kind, tmp_path / f"out-{kind}", predictor, progress=False)
-    want = {r["report_id"]: r for r in rows_of(tmp_path / "out-txt", "reports")}
-    texts = {(p["report_id"], p["text"], p["section_label"]) for p in rows_of(tmp_path / "out-txt", "paragraphs")}
+    good = render("pdf", REPORTS["county/yanhu-2023.txt"], "雁湖")
+    broken = {"broken/cut.pdf": good[: len(good) // 2], "broken/scan.jpg": b"\xff\xd8\xff\xe0",
+              "broken/old.doc": b"\xd0\xcf\x11\xe0" + bytes(64), "broken/fake.docx": b"PK\x03\x04 cut short",
+              "broken/empty.html": b"<html><body></body></html>"}
+    for rel, data in broken.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    summary = label_archive(root, tmp_path / "out", predictor, batch_files=4, progress=False)
+    assert summary["reports"] == 5 * len(REPORTS) and summary["failed"] == len(broken)
+    failed = {row["report_path"]: row["reason"] for row in rows_of(tmp_path / "out", "failed")}
+    assert set(failed) == set(broken) and all(failed.values())
+    reports = rows_of(tmp_path / "out", "reports")
+    paragraphs = rows_of(tmp_path / "out", "paragraphs")
+
+    def of(kind: str) -> tuple[dict, set]:
+        meta = {r["report_id"]: (r["body"], r["level"], r["year"], r["format"], r["encoding"])
+                for r in reports if r["report_path"].startswith(f"{kind}/")}
+        rows = {(p["report_id"], p["text"], p["section_label"]) for p in paragraphs if p["report_path"].startswith(f"{kind}/")}
+        return meta, rows
+
+    want_meta, want_rows = of("txt")
     for kind, fmt, encoding in (("gb18030", "text", "gb18030"), ("html", "html", "utf-8"), ("pdf", "pdf", None), ("docx", "docx", None)):
-        got = {r["report_id"]: r for r in rows_of(tmp_path / f"out-{kind}", "reports")}
-        assert not rows_of(tmp_path / f"out-{kind}", "failed")
-        assert {k: (r["body"], r["level"], r["year"]) for k, r in got.items()} == {
-            k: (r["body"], r["level"], r["year"]) for k, r in want.items()}, kind
-        assert {(r["format"], r["encoding"]) for r in got.values()} == {(fmt, encoding)}
-        found = {(p["report_id"], p["text"], p["section_label"]) for p in rows_of(tmp_path / f"out-{kind}", "paragraphs")}
-        assert texts <= found and all(is_furniture(t) for _, t, _ in found - texts), (kind, found - texts)
+        meta, rows = of(kind)
+        assert meta == {k: (*m[:3], fmt, encoding) for k, m in want_meta.items()}, kind
+        assert want_rows <= rows and all(is_furniture(t) for _, t, _ in rows - want_rows), (kind, rows - want_rows)

@@ -267,9 +267,9 @@ def test_review_a_report_correct_a_label_and_export_it(app_url, browser, tmp_pat
     assert again[at].get_attribute("data-label") == new and driver.find_element("id", "correction-count").text == "1"
 
 
-@pytest.mark.parametrize("kind", ["pdf", "gb18030"])
+@pytest.mark.parametrize("kind", ["docx", "pdf", "gb18030"])
 def test_open_a_file_sends_it_as_it_is(app_url, browser, tmp_path, kind):
-    """"Open a file" uploads the file itself: a PDF or a GB18030 text is read by the service, labelled,
+    """"Open a file" uploads the file itself: a .docx, a PDF or a GB18030 text is read by the service, labelled,
     and the page says what it read; the text box then holds the paragraphs read."""
     from training.formats import SUFFIX, render
 

@@ -54,6 +54,18 @@ def test_gb18030_only_characters():
     assert read_report("r.txt", text.encode("gb18030")).text == text
 
 
+def test_a_gb18030_file_that_opens_in_ascii():
+    """A long file whose first lines are ASCII (a header, a URL): the detector looks past them."""
+    text = "Source: http://www.example.gov.cn/rd/2025/01/report.html\nSaved 2025-01-12 10:30\n\n" + long_report(80)
+    read = read_report("saved.txt", text.encode("gb18030"))
+    assert (read.text, read.encoding) == (text, "gb18030")
+
+
+def test_a_long_big5_file():
+    text = "\n".join([BIG5_REPORT] * 40)
+    assert decode_text("long.txt", text.encode("big5")) == (text, "big5")
+
+
 def test_a_short_gb_file_reads_as_gb18030():
     assert decode_text("t.txt", "人大常委会工作报告".encode("gbk")) == ("人大常委会工作报告", "gb18030")
 

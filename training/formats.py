@@ -14,6 +14,7 @@ import difflib
 import html
 import io
 import json
+import time
 from pathlib import Path
 
 from renda.parsing import parse_report
@@ -118,11 +119,14 @@ def compare(original: str, read: str) -> dict:
 
 def check_formats(corpus: Path, out: Path, predictor=None, kinds: tuple[str, ...] = RENDERERS, keep: Path | None = None) -> dict:
     """Render every report of `corpus` in each format, read it back and compare; with a predictor,
-    also the section labels in whole-report mode. Writes formats.json and formats.md under `out`."""
+    also the section labels in whole-report mode, and the time reading takes beside labelling.
+    Writes formats.json and formats.md under `out`."""
     from model.reports import label_report
 
     results: dict[str, dict] = {kind: {"reports": 0, "paragraphs": 0, "same": 0, "extra": 0, "boilerplate": 0,
-                                       "labelled": 0, "same_label": 0, "failed": [], "encodings": {}} for kind in kinds}
+                                       "labelled": 0, "same_label": 0, "failed": [], "encodings": {},
+                                       "read_seconds": 0.0, "label_seconds": 0.0} for kind in kinds}
+    read_report("warm-up.docx", render_docx("人大\n工作"))  # the reader's worker process starts once, not in a figure
     for path in sorted(Path(corpus).glob("*.txt")):
         if path.name.lower() == "readme.txt":
             continue
@@ -135,11 +139,13 @@ def check_formats(corpus: Path, out: Path, predictor=None, kinds: tuple[str, ...
                 keep.mkdir(parents=True, exist_ok=True)
                 (keep / f"{path.stem}-{kind}{SUFFIX[kind]}").write_bytes(data)
             row = results[kind]
+            started = time.perf_counter()
             try:
                 read = read_report(f"{path.stem}{SUFFIX[kind]}", data)
             except Exception as error:  # a failure is a figure here, not a stop
                 row["failed"].append(f"{path.name}: {error}")
                 continue
+            row["read_seconds"] += time.perf_counter() - started
             found = compare(original, read.text)
             row["reports"] += 1
             row["paragraphs"] += found["paragraphs"]
@@ -148,12 +154,17 @@ def check_formats(corpus: Path, out: Path, predictor=None, kinds: tuple[str, ...
             row["boilerplate"] += len(found["boilerplate"])
             row["encodings"][str(read.encoding)] = row["encodings"].get(str(read.encoding), 0) + 1
             if want_labels is not None:
+                started = time.perf_counter()
                 got_labels = _section_labels(label_report, predictor, read.text)
+                row["label_seconds"] += time.perf_counter() - started
                 row["labelled"] += len(want_labels)
                 row["same_label"] += sum(1 for text, label in want_labels.items() if got_labels.get(text) == label)
     for row in results.values():
         row["same_text"] = round(row["same"] / row["paragraphs"], 4) if row["paragraphs"] else None
         row["same_section_label"] = round(row["same_label"] / row["labelled"], 4) if row["labelled"] else None
+        # what reading adds to labelling a report (the predictor's cache is off: see the CLI)
+        row["read_share"] = round(row["read_seconds"] / row["label_seconds"], 4) if row["label_seconds"] else None
+        row["read_seconds"], row["label_seconds"] = round(row["read_seconds"], 3), round(row["label_seconds"], 3)
     report = {"corpus": str(corpus), "model": getattr(predictor, "model_id", None), "formats": results}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "formats.json", json.dumps(report, ensure_ascii=False, indent=2))
@@ -167,11 +178,13 @@ def _section_labels(label_report, predictor, text: str) -> dict[str, str]:
 
 
 def formats_table(report: dict) -> str:
-    rows = ["| format | reports read | paragraphs | same text | same section label | extra lines | boilerplate lines | failed |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| format | reports read | paragraphs | same text | same section label | extra lines | boilerplate lines | failed "
+            "| reading (s) | labelling (s) | reading / labelling |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, row in report["formats"].items():
         label = "-" if row["same_section_label"] is None else f"{row['same_section_label']:.4f}"
         text = "-" if row["same_text"] is None else f"{row['same_text']:.4f}"
+        share = "-" if row["read_share"] is None else f"{row['read_share']:.1%}"
         rows.append(f"| {kind} | {row['reports']} | {row['paragraphs']} | {text} | {label} | {row['extra']} | "
-                    f"{row['boilerplate']} | {len(row['failed'])} |")
+                    f"{row['boilerplate']} | {len(row['failed'])} | {row['read_seconds']:.2f} | {row['label_seconds']:.2f} | {share} |")
     return f"Corpus `{report['corpus']}`, model `{report['model']}`.\n\n" + "\n".join(rows) + "\n"
