@@ -9,7 +9,10 @@ same tokens) and macro-F1 against the gold labels. The predictor runs with its c
 paragraph is computed; the cache is measured apart, on whole reports (each report's paragraphs in
 one call, as POST /v1/reports sends them): its hit rate, and the speed on the paragraphs that miss.
 
-Writes OUT/predict.json, OUT/predict.md (the table) and OUT/predict.png.
+Then the served backend (what `auto` picks) is profiled at the smallest and largest batch: the
+share of its time spent tokenizing, in the model and in the rest, and the share of padding tokens.
+
+Writes OUT/predict.json, OUT/predict.md (the table), OUT/predict.png and OUT/profile.md.
 usage: python -m model.bench_predict --model DIR --corpus DIR --out DIR [--limit N]
 """
 
@@ -186,6 +189,60 @@ def cache_figures(load, reports: list[Path], cache_size: int) -> dict:
             "missed_paragraphs_per_second": round(misses / on_s, 2) if misses else None}
 
 
+def profile(predictor, texts: list[str], contexts: list[list[str]], batch: int) -> dict:
+    """Where a backend's time goes, `batch` paragraphs a call, after a warm-up: tokenizing (the
+    windows of every paragraph), the model (its forward passes), and the rest (padding, the
+    first-window rule, softmax, combining windows); and the share of the tokens computed that are
+    padding. Measured by timing the predictor's own steps in place, so it is the served code."""
+    spent = {"tokenize": 0.0, "model": 0.0}
+    tokens = {"real": 0, "computed": 0, "windows": 0, "batches": 0}
+    pairs, steps = predictor.pairs, (predictor.pairs.windows, predictor.logits, predictor.pad)
+
+    def timed(name: str, step: Callable) -> Callable:
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+        return run
+
+    def counted_pad(windows):
+        padded = steps[2](windows)
+        tokens["real"] += sum(len(w["input_ids"]) for w in windows)
+        tokens["computed"] += int(padded["input_ids"].size)
+        tokens["windows"] += len(windows)
+        tokens["batches"] += 1
+        return padded
+
+    for start in range(0, min(len(texts), 2 * batch), batch):  # warm-up, not counted
+        predictor.predict(texts[start: start + batch], contexts[start: start + batch])
+    pairs.windows, predictor.logits, predictor.pad = timed("tokenize", steps[0]), timed("model", steps[1]), counted_pad
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(texts), batch):
+            predictor.predict(texts[start: start + batch], contexts[start: start + batch])
+        total = time.perf_counter() - started
+    finally:  # the instance attributes only shadowed the methods
+        del pairs.windows, predictor.logits, predictor.pad
+    other = max(0.0, total - spent["tokenize"] - spent["model"])
+    return {"backend": predictor.backend, "batch": batch, "paragraphs": len(texts), "seconds": round(total, 3),
+            "tokenize_s": round(spent["tokenize"], 3), "model_s": round(spent["model"], 3), "other_s": round(other, 3),
+            "tokenize_share": round(spent["tokenize"] / total, 4), "model_share": round(spent["model"] / total, 4),
+            "other_share": round(other / total, 4), "windows": tokens["windows"], "model_batches": tokens["batches"],
+            "padding_share": round(1 - tokens["real"] / tokens["computed"], 4) if tokens["computed"] else 0.0,
+            "threads": torch.get_num_threads()}
+
+
+def profile_markdown(rows: list[dict]) -> str:
+    lines = ["| backend | batch | seconds | tokenizing | model | the rest | windows | model batches | padding share of tokens |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['batch']} | {r['seconds']:.2f} | {r['tokenize_share']:.1%} | {r['model_share']:.1%} | "
+                     f"{r['other_share']:.1%} | {r['windows']} | {r['model_batches']} | {r['padding_share']:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict]) -> str:
     plain = {r["batch"]: r["paragraphs_per_second"] for r in rows if r["code"] == PLAIN}
     lines = ["| code | parity at export | batch | paragraphs/s | × plain | p50 ms | p95 ms | peak RSS MB | agreement | agreement (one window) | macro-F1 |",
@@ -262,6 +319,16 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
         row.update(agreement=agreement(labels, reference), agreement_one_window=agreement(labels, reference, fits),
                    macro_f1=macro_f1(gold, labels))
 
+    profiles = []
+    from model.backends import load_bert_predictor
+
+    served = load_bert_predictor(model_dir, threads, cache_size=0, max_batch_tokens=max_batch_tokens)
+    for batch in sorted({min(batches), max(batches)}):
+        profiles.append(profile(served, texts, contexts, batch))
+        print(json.dumps({"profile": profiles[-1]}), flush=True)
+    del served
+    gc.collect()
+
     cache = None
     if reports is None:  # every report text of the corpus (with --limit, the first two)
         reports = sorted(p for c in corpus for p in Path(c).rglob("*.txt") if p.name.lower() != "readme.txt")
@@ -276,13 +343,15 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
     result = {"model": str(model_dir), "model_id": read_meta(model_dir).get("model_id"), "corpus": corpus,
               "paragraphs": len(texts), "fit_one_window": sum(fits), "threads": threads, "cores": os.cpu_count(),
               "cpu": platform.processor() or platform.machine(), "max_batch_tokens": max_batch_tokens,
-              "torch": torch.__version__, "rows": rows, "cache": cache}
+              "torch": torch.__version__, "rows": rows, "cache": cache, "profile": profiles}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "predict.json", json.dumps(result, ensure_ascii=False, indent=2))
     table = markdown(rows)
     atomic_write_text(out / "predict.md", table)
     draw(rows, out / "predict.png")
+    atomic_write_text(out / "profile.md", profile_markdown(profiles))
     print(table)
+    print(profile_markdown(profiles))
     return result
 
 

@@ -160,6 +160,8 @@ class Section:
     first: int
     last: int
     source: str
+    reason: str = ""  # what decided the label, in words (model/review.py)
+    doubt: float = 0.0  # its most doubtful paragraph's
 
 
 @dataclass
@@ -179,11 +181,14 @@ class ReportLabels:
 
     def rows(self) -> list[dict]:
         """One record per paragraph: what the service and the CLI return for it."""
+        from model.review import prediction_doubt
+
         heading_of = {i: s.heading for s in self.sections for i in range(s.first, s.last + 1)}
         return [
             {"index": i, "text": p.text, "is_heading": p.is_heading, "heading": heading_of.get(i, ""),
              "heading_path": path, "label": pred.label, "score": pred.score, "scores": pred.scores,
-             "windows": pred.windows, "context": pred.context, "section_label": section, "source": source}
+             "windows": pred.windows, "context": pred.context, "section_label": section, "source": source,
+             "doubt": prediction_doubt(pred, section)}
             for i, (p, path, pred, section, source) in enumerate(
                 zip(self.paragraphs, self.paths, self.predictions, self.section_labels, self.sources))
         ]
@@ -204,6 +209,12 @@ def label_report(predictor: Predictor, text: str, combiner: Combiner | None = No
     predictions = predictor.predict([p.text for p in paragraphs], paths)
     combiner = combiner or Combiner.from_meta(getattr(predictor, "info", None))
     section_labels, sources = combine(units, predictions, predictor.labels, combiner)
-    sections = [Section(u.heading, section_labels[u.members[0]], u.members[0], u.members[-1], sources[u.members[0]])
-                for u in units]
+    from model.review import prediction_doubt, section_reason
+
+    sections = []
+    for u in units:
+        label, source = section_labels[u.members[0]], sources[u.members[0]]
+        sections.append(Section(u.heading, label, u.members[0], u.members[-1], source,
+                                section_reason(u.heading, u.rule, u.rule_kind, label, source, len(u.members)),
+                                max(prediction_doubt(predictions[i], section_labels[i]) for i in u.members)))
     return ReportLabels(predictor.labels, paragraphs, paths, predictions, section_labels, sources, sections)

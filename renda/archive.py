@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.reports import Combiner, Unit, combine, prepare_report, record_units
+from model.review import prediction_doubt
 from renda.corpus import with_heading_paths
 from renda.labels import LABELS
 from renda.readers import FORMATS, REFUSED, read_report
@@ -48,7 +49,7 @@ SCHEMAS = {
     "paragraphs": pa.schema(_KEY + _META + [
         ("position", pa.int32()), ("is_heading", pa.bool_()), ("heading_path", pa.list_(pa.string())),
         ("text", pa.string()), ("label", pa.string()), ("section_label", pa.string()), ("score", pa.float64()),
-        ("source", pa.string())]),
+        ("source", pa.string()), ("doubt", pa.float64())]),
     # Counted by section label: the report's structure and the model together, usually the more accurate.
     "reports": pa.schema(_KEY + _META + [("format", pa.string()), ("encoding", pa.string()),
                                          ("paragraphs", pa.int32()), ("characters", pa.int64())] + [
@@ -175,7 +176,8 @@ def label_batch(predictor, items: list[Report | Failure]) -> dict[str, list[dict
         section, source = combine(report.units, mine, predictor.labels, combiner)
         key = {"report_path": report.report_path, "report_id": report.report_id, **report.meta}
         rows = [{**key, "position": position, "is_heading": heading, "heading_path": path, "text": text,
-                 "label": p.label, "section_label": s or p.label, "score": p.score, "source": why or "model"}
+                 "label": p.label, "section_label": s or p.label, "score": p.score, "source": why or "model",
+                 "doubt": prediction_doubt(p, s or p.label)}
                 for text, path, heading, position, p, s, why in zip(
                     report.texts, report.paths, report.headings, report.positions, mine, section, source)]
         tables["paragraphs"] += rows
@@ -245,6 +247,20 @@ def read_table(out: Path | str, name: str, columns: list[str] | None = None) -> 
              if files else schema.empty_table())
     keys = [k for k in SORT_KEYS[name] if k in table.column_names]
     return table.sort_by([(k, "ascending") for k in keys]) if keys else table
+
+
+REVIEW_COLUMNS = ["report_path", "report_id", "position", "text", "label", "section_label", "score", "doubt"]
+
+
+def review_queue(out: Path | str, top: int) -> list[dict]:
+    """The `top` most doubtful paragraphs of an archive's tables, most doubtful first (ties in
+    report order). Tables written before `doubt` was stored score it as 1 − score."""
+    rows = read_table(out, "paragraphs", [c for c in REVIEW_COLUMNS if c != "doubt"]).to_pylist()
+    stored = read_table(out, "paragraphs").column("doubt").to_pylist() if rows else []
+    for row, value in zip(rows, stored):
+        row["doubt"] = round(1.0 - row["score"], 4) if value is None else value
+    rows.sort(key=lambda row: -row["doubt"])  # stable: equal doubts stay in report order
+    return rows[:top]
 
 
 def _remove_uncommitted(out: Path) -> int:

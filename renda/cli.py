@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
     p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
 
+    p = sub.add_parser("retrain", help="data + train + export in one: a corpus and the corrections folder (what the page's retrain runs)")
+    p.add_argument("--corpus", nargs="+", default=[str(s.starter_dir)], help="report folders / labelled .jsonl (default: the starter corpus)")
+    p.add_argument("--corrections", type=Path, default=s.corrections_dir, help="reviewed labels, always trained on (default %(default)s)")
+    p.add_argument("--out", type=Path, default=s.model_dir, help="model folder to publish (default %(default)s)")
+    p.add_argument("--base-model", default=s.base_model, help="default: BASE_MODEL, %(default)s")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting, help="override a training setting; repeatable")
+    p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--no-export", action="store_true", help="skip the ONNX export (the model then serves on torch)")
+    _add_common(p)
+
     p = sub.add_parser("export", help="ONNX copies of a trained BERT folder (fp32, int8), checked against torch")
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
     p.add_argument("--data", nargs="*", default=None,
@@ -156,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor-cpus", type=float, default=s.archive_actor_cpus, help="ray: CPUs per actor (default %(default)s)")
     p.add_argument("--actor-gpus", type=float, default=s.archive_actor_gpus, help="ray: GPUs per actor (default %(default)s)")
 
+    p = sub.add_parser("review-queue", help="the most doubtful paragraphs of a labelled archive, to review first (CSV or JSONL)")
+    p.add_argument("archive", type=Path, metavar="OUT", help="the tables of `renda label-archive`")
+    p.add_argument("--top", type=int, default=100, help="how many paragraphs (default %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="a .csv or .jsonl file (default: JSONL on standard output)")
+
     p = sub.add_parser("plot", help="each label's share of the reports over year, level or body (PNG + CSV)")
     p.add_argument("archive", type=Path, metavar="OUT", help="the tables of `renda label-archive`")
     p.add_argument("--by", choices=["year", "level", "body"], required=True, help="the axis")
@@ -200,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
 
             run_train(args.data, args.out, args.base_model, args.config, args.threads, args.if_stale,
                       **{"epochs": args.epochs, "max_steps": args.max_steps, **dict(args.set)})
+        elif args.command == "retrain":
+            from training.pipeline import run_retrain
+
+            run_retrain(args.corpus, args.corrections, args.out, args.base_model, settings.build_dir, seed, args.threads,
+                        not args.no_export, **dict(args.set))
         elif args.command == "export":
             from training.export import run_export
 
@@ -233,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             from renda.archive import run_label_archive
 
             print(json.dumps(run_label_archive(args), ensure_ascii=False))
+        elif args.command == "review-queue":
+            write_review_queue(args)
         elif args.command == "plot":
             from renda.trends import plot_trends
 
@@ -256,6 +278,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def write_review_queue(args) -> None:
+    from renda.archive import REVIEW_COLUMNS, committed_parts, review_queue
+
+    if not committed_parts(args.archive):
+        raise DataError(args.archive, "no labelled archive here (run `renda label-archive` first)")
+    if args.top < 1:
+        raise DataError("--top", "must be at least 1")
+    rows = review_queue(args.archive, args.top)
+    if args.out is not None and args.out.suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=REVIEW_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(args.out, buffer.getvalue())
+    else:
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        atomic_write_text(args.out, lines) if args.out is not None else sys.stdout.write(lines)
+    if args.out is not None:
+        print(f"{len(rows)} paragraphs, most doubtful first -> {args.out}", file=sys.stderr)
 
 
 def read_input(path: Path) -> str | list[dict]:
@@ -285,6 +328,7 @@ def classify_rows(path: Path, content: str | list[dict], predictor, min_score: f
     row carries `uncertain` (its score below it), as the service's results do."""
     from model.calibration import is_uncertain
     from model.reports import label_report
+    from model.review import prediction_doubt
 
     if isinstance(content, str):  # a whole report
         rows = label_report(predictor, content).rows()
@@ -295,7 +339,8 @@ def classify_rows(path: Path, content: str | list[dict], predictor, min_score: f
         for i, (paragraph, p) in enumerate(zip(content, predictions)):
             read = paragraph["heading_path"]
             rows.append({"index": i, "text": paragraph["text"], "label": p.label, "score": p.score, "scores": p.scores,
-                         "windows": p.windows, "context": p.context, "heading": read[-1] if read else "", "heading_path": read})
+                         "windows": p.windows, "context": p.context, "heading": read[-1] if read else "", "heading_path": read,
+                         "doubt": prediction_doubt(p)})
     if min_score is not None:  # decided on the unrounded score, as the service does
         rows = [{**row, "uncertain": is_uncertain(row["score"], min_score)} for row in rows]
     return [_flat(path, row) for row in rows]

@@ -21,6 +21,7 @@ from renda import __version__
 from renda.settings import Settings, get_settings
 from serving.page import install_page
 from serving.routers import UPLOAD_PATH, router
+from serving.retrain import RetrainBusy, Retrainer
 from serving.service import ModelNotReady, ModelService, QueueFull
 from serving.validation import InputProblem
 
@@ -129,7 +130,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InputProblem)
     async def problem(_: Request, error: InputProblem) -> JSONResponse:
-        return JSONResponse(status_code=error.status, content=error_body(str(error), [{"field": error.field, "message": error.message}]))
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse(status_code=error.status, content=error_body(str(error), [{"field": error.field, "message": error.message}]),
+                            headers=headers)
+
+    @app.exception_handler(RetrainBusy)
+    async def busy(_: Request, error: RetrainBusy) -> JSONResponse:
+        return JSONResponse(status_code=409, content=error_body(str(error)))
 
     @app.exception_handler(QueueFull)
     async def queue_full(_: Request, error: QueueFull) -> JSONResponse:
@@ -197,11 +204,13 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
     async def lifespan(app: FastAPI):
         service.start()  # loads in a thread: /healthz answers at once, /readyz once loaded
         yield
+        app.state.retrainer.stop()
         service.stop()
 
     app = FastAPI(title="renda-sections", version=__version__, lifespan=lifespan,
                   description="Labels the paragraphs of people's congress standing committee work reports by section.")
     app.state.settings, app.state.service = settings, service
+    app.state.retrainer = Retrainer(settings, folder, service)
     app.include_router(router)
     install_page(app)  # GET /: the review page
     install_error_handlers(app)

@@ -3,6 +3,7 @@ pool and the event loop stays free."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
@@ -11,17 +12,19 @@ from fastapi.responses import JSONResponse
 from model.calibration import is_uncertain, stored_temperatures
 from model.context import heading_path_of
 from model.reports import label_report
+from model.review import explain, prediction_doubt
+from renda.labels import LABELS
 from renda.labels import load_rules
 from renda.readers import FileTooLarge, ReadLimits, UnsupportedFormat, read_report
 from renda.records import DataError
 from serving.corrections import append_corrections, check_rows
 from serving.schemas import (
-    CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, CorrectionsRequest, CorrectionsResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits,
+    CLASSIFY_EXAMPLES, ClassifyRequest, ExplainRequest, ExplainResponse, RetrainStatus, ClassifyResponse, CorrectionsRequest, CorrectionsResponse, ErrorResponse, Health, LabelInfo, LabelsResponse, Limits,
     MIN_SCORE_DOC, FileRead, ModelResponse, ParagraphInput, ParagraphResult, Ready, ReportParagraph, ReportRequest, ReportResponse,
     ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
-from serving.validation import InputProblem, check_paragraphs, check_report
+from serving.validation import InputProblem, check_characters, check_paragraphs, check_report, check_text
 
 router = APIRouter()
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
@@ -32,12 +35,18 @@ def _service(request: Request) -> ModelService:
 
 
 class _Batched:
-    """The service seen as a predictor, so whole-report mode shares the batcher."""
+    """The service seen as a predictor, so whole-report mode shares the batcher. After a call,
+    `model_id` and `info` (the fitted combiner) are those of the model that answered it."""
 
     def __init__(self, service: ModelService):
         predictor = service.require()
-        self.labels, self.model_id, self.info = predictor.labels, predictor.model_id, predictor.info  # info: the fitted combiner
-        self.predict = service.classify
+        self.service = service
+        self.labels, self.model_id, self.info = predictor.labels, predictor.model_id, predictor.info
+
+    def predict(self, texts: list[str], contexts=None):
+        predictor, predictions = self.service.classify_with(texts, contexts)
+        self.labels, self.model_id, self.info = predictor.labels, predictor.model_id, predictor.info
+        return predictions
 
 
 def texts_and_contexts(paragraphs: list[str | ParagraphInput]) -> tuple[list[str], list[list[str]] | None]:
@@ -56,12 +65,11 @@ def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXA
     (`{"text": …, "heading": …, "heading_path": […]}`), which the model reads as context;
     each result's `context` says whether it did."""
     check_paragraphs(body.paragraphs, request.app.state.settings)
-    service = _service(request)
-    predictions = service.classify(*texts_and_contexts(body.paragraphs))
+    predictor, predictions = _service(request).classify_with(*texts_and_contexts(body.paragraphs))
     results = [ParagraphResult(label=p.label, score=p.score, scores=p.scores, top=p.top(body.top_k), windows=p.windows,
-                               context=p.context, uncertain=is_uncertain(p.score, body.min_score))
+                               context=p.context, doubt=prediction_doubt(p), uncertain=is_uncertain(p.score, body.min_score))
                for p in predictions]
-    return ClassifyResponse(model=service.require().model_id, results=results)
+    return ClassifyResponse(model=predictor.model_id, results=results)
 
 
 UPLOAD_PATH = "/v1/reports/file"  # POST /v1/reports with multipart/form-data lands here (serving/main.py: BodyLimit)
@@ -103,18 +111,67 @@ def classify_report_file(request: Request, file: Annotated[UploadFile, File()],
 
 def _label_report(request: Request, text: str, min_score: float | None) -> ReportResponse:
     check_report(text, request.app.state.settings)
-    service = _service(request)
-    result = label_report(_Batched(service), text)
+    batched = _Batched(_service(request))
+    result = label_report(batched, text)
     paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], min_score)) for row in result.rows()]
-    sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last, source=s.source)
-                for s in result.sections]
-    return ReportResponse(model=service.require().model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
+    sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last, source=s.source,
+                              reason=s.reason, doubt=s.doubt) for s in result.sections]
+    return ReportResponse(model=batched.model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
 
 
-@router.post("/v1/corrections", response_model=CorrectionsResponse, status_code=201, responses=ERRORS, tags=["labels"])
+def require_admin(request: Request) -> None:
+    """Write actions need `Authorization: Bearer <ADMIN_TOKEN>` when the setting is set (compared in
+    constant time); labelling stays open."""
+    token = request.app.state.settings.admin_token
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise InputProblem("authorization", "this action needs `Authorization: Bearer <token>` with the service's "
+                                            "ADMIN_TOKEN", 401)
+
+
+WRITE_ERRORS = {**ERRORS, 401: {"model": ErrorResponse}}
+
+
+@router.post("/v1/explain", response_model=ExplainResponse, responses=ERRORS, tags=["labels"])
+def explain_paragraph(body: ExplainRequest, request: Request) -> ExplainResponse:
+    """Why a paragraph got its label: each sentence and each heading of its path left out in turn
+    (occlusion, one batch); `reason` is the part whose removal moves the label's score most."""
+    settings = request.app.state.settings
+    check_text("text", body.text, settings.max_paragraph_chars)
+    for j, heading in enumerate(body.heading_path or []):
+        check_characters(f"heading_path[{j}]", heading)
+    if body.label is not None and body.label not in LABELS:
+        raise InputProblem("label", f"unknown label {body.label!r}; expected one of {', '.join(LABELS)}")
+    batched = _Batched(_service(request))
+    result = explain(batched, body.text, [h for h in body.heading_path or [] if h.strip()], body.label)
+    return ExplainResponse(model=batched.model_id, **result)
+
+
+@router.post("/v1/retrain", response_model=RetrainStatus, status_code=202, tags=["model"],
+             responses={**WRITE_ERRORS, 409: {"model": ErrorResponse}})
+def start_retrain(request: Request) -> RetrainStatus:
+    """Retrain on the configured corpus plus the corrections folder in a background process (one at
+    a time: 409 while one runs); when it has published, the service switches to the new model
+    without a restart. Follow it with GET /v1/retrain."""
+    require_admin(request)
+    return RetrainStatus(**request.app.state.retrainer.start())
+
+
+@router.get("/v1/retrain", response_model=RetrainStatus, tags=["model"])
+def retrain_status(request: Request) -> RetrainStatus:
+    """The last retrain: running (epoch, dev figure, minutes), done (the old and new model with their
+    held-out figures) or failed (what happened; the served model is unchanged)."""
+    return RetrainStatus(**request.app.state.retrainer.status())
+
+
+@router.post("/v1/corrections", response_model=CorrectionsResponse, status_code=201, responses=WRITE_ERRORS, tags=["labels"])
 def store_corrections(body: CorrectionsRequest, request: Request) -> CorrectionsResponse:
     """Store reviewed labels as training rows: appended to `<report_id>.jsonl` in the corrections folder
-    (setting `CORRECTIONS_DIR`), one file per report. Every row is checked first; a bad one stores nothing."""
+    (setting `CORRECTIONS_DIR`), one file per report. Every row is checked first; a bad one stores nothing.
+    Needs the admin token when ADMIN_TOKEN is set."""
+    require_admin(request)
     settings = request.app.state.settings
     records = check_rows([r.model_dump() for r in body.records], settings.max_paragraph_chars)
     written = append_corrections(settings.corrections_dir, records)

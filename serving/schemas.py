@@ -67,6 +67,8 @@ CLASSIFY_EXAMPLES = {
 }
 
 
+DOUBT_DOC = ("how much the label needs a reviewer's eye, 0 to 1 (higher: check first): one minus the margin between "
+             "the two highest calibrated scores")
 MIN_SCORE_DOC = ("abstention threshold (0 to 1): each result then carries `uncertain`, true when its (calibrated) "
                  "`score` is below it; the label is given either way")
 UNCERTAIN_DOC = "only when the request set `min_score`: true when `score` is below it (the label is still given)"
@@ -92,6 +94,7 @@ class ParagraphResult(BaseModel):
     windows: int = Field(description="how many model windows covered the paragraph")
     context: bool = Field(description="whether the model read a heading path with the paragraph "
                                       "(false for a plain string, or an object without headings)")
+    doubt: float = Field(description=DOUBT_DOC)
     uncertain: bool | None = Field(None, description=UNCERTAIN_DOC)
 
 
@@ -127,6 +130,8 @@ class ReportParagraph(BaseModel):
     context: bool = Field(description="whether the model read the heading path with the paragraph")
     section_label: str = Field(description="the label of the paragraph's section (usually the more accurate one)")
     source: Source = Field(description=SOURCE_DOC)
+    doubt: float = Field(description=DOUBT_DOC + "; pulled halfway to 1 when the paragraph's own label differs from its "
+                                                 "section label")
     uncertain: bool | None = Field(None, description=UNCERTAIN_DOC.replace("`score`", "the paragraph's own `score`"))
 
 
@@ -136,6 +141,9 @@ class ReportSection(BaseModel):
     first: int
     last: int
     source: Source = Field(description=SOURCE_DOC.replace("`section_label`", "`label`"))
+    reason: str = Field(description="what decided `label`, in words: the heading rule and the keyword it matched, the part "
+                                    "of the report it lies in, or the model's vote")
+    doubt: float = Field(description="the highest `doubt` of its paragraphs")
 
 
 class FileRead(BaseModel):
@@ -195,6 +203,53 @@ class LabelInfo(BaseModel):
 
 class LabelsResponse(BaseModel):
     labels: list[LabelInfo]
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "text": "常委会听取审议县政府关于耕地保护工作的报告。下一步将继续跟踪督办。", "heading_path": ["二、依法开展监督"]}})
+
+    text: str = Field(..., description="the paragraph")
+    heading_path: Annotated[list[Heading], Field(max_length=MAX_PATH_ITEMS)] | None = Field(
+        None, description="the headings above it, outermost first (each is left out in turn too)")
+    label: str | None = Field(None, description="the label to explain (default: the predicted one)")
+
+
+class ExplainPart(BaseModel):
+    kind: Literal["sentence", "heading"]
+    index: int = Field(description="its place among the paragraph's sentences, or in the heading path")
+    text: str
+    start: int | None = Field(description="where the sentence starts in the paragraph (characters); null for a heading")
+    effect: float = Field(description="the label's score with this part less its score without it (> 0: it supports the label)")
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    label: str = Field(description="the label explained")
+    score: float = Field(description="its calibrated score for the whole paragraph")
+    predicted: str = Field(description="the label the model gives the paragraph")
+    parts: list[ExplainPart] = Field(description="every sentence (when there are two or more) and every heading, left out in turn")
+    reason: ExplainPart | None = Field(description="the part whose removal moves the score most: the reason shown")
+
+
+class ModelSummary(BaseModel):
+    model: str
+    held_out_metrics: dict[str, Any] = Field(default_factory=dict)
+    dev_macro_f1: float | None = None
+    trained_at: str | None = None
+
+
+class RetrainStatus(BaseModel):
+    status: Literal["idle", "running", "done", "failed"]
+    phase: str | None = Field(None, description="while running: training, exporting or loading")
+    epoch: int | None = Field(None, description="the last epoch finished")
+    epochs: int | None = Field(None, description="the epochs the recipe runs at most (it may stop early)")
+    dev_macro_f1: float | None = Field(None, description="the dev split's macro-F1 after the last epoch")
+    minutes: float | None = Field(None, description="since the retrain started (until it ended)")
+    corrections_files: int | None = Field(None, description="report files of corrections it trains on")
+    old: ModelSummary | None = Field(None, description="the model serving when it started")
+    new: ModelSummary | None = Field(None, description="the model serving since it finished")
+    message: str | None = Field(None, description="what happened, in words")
 
 
 class Limits(BaseModel):

@@ -29,6 +29,10 @@ class ModelNotReady(RuntimeError):
 Contexts = list[list[str]] | None  # each paragraph's heading path ([] = unknown); None = none for any
 
 
+class BatcherClosed(ModelNotReady):
+    """This batcher takes nothing more (the service stopped, or another model took its place)."""
+
+
 class QueueFull(RuntimeError):
     """The batcher holds as many paragraphs as it may: the request is refused at once (503)."""
 
@@ -88,7 +92,7 @@ class Batcher:
         future: Future = Future()
         with self.cond:
             if self.closed:  # nobody would answer it
-                raise ModelNotReady("the model service has stopped")
+                raise BatcherClosed("the model service has stopped")
             if self.pending and self.queued + len(texts) > self.max_queued:
                 raise QueueFull(self.queued, self.retry_after())
             self.seq += 1
@@ -193,6 +197,7 @@ class ModelService:
         self.batcher: Batcher | None = None
         self.error: str | None = None
         self.ready = threading.Event()
+        self.swap_lock = threading.Lock()
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._start, name="renda-model-loader", daemon=True)
@@ -202,16 +207,42 @@ class ModelService:
     def _start(self) -> None:
         try:
             started = time.monotonic()
-            predictor = self._load()
-            predictor.predict(["坚持党的领导。"])  # a probe: loaded *and* answering
+            predictor = self.load_checked()
             self.predictor = predictor
-            self.batcher = Batcher(predictor.predict, self.batch_wait_ms, self.max_batch, self.max_batch_chars, self.max_queue)
+            self.batcher = self._batcher(predictor)
             self.ready.set()
             log.info("model %s ready in %.1f s", predictor.model_id, time.monotonic() - started)
         except Exception as error:
             self.error = " ".join(f"{type(error).__name__}: {error}".split())  # one line: /readyz shows it
             # The reason, not a traceback (an expected state: a missing or broken folder); LOG_LEVEL=DEBUG adds it.
             log.error("model failed to load: %s", self.error, exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def load_checked(self) -> Predictor:
+        predictor = self._load()
+        predictor.predict(["坚持党的领导。"])  # a probe: loaded *and* answering
+        return predictor
+
+    def _batcher(self, predictor: Predictor) -> Batcher:
+        return Batcher(predictor.predict, self.batch_wait_ms, self.max_batch, self.max_batch_chars, self.max_queue)
+
+    def swap(self, predictor: Predictor) -> None:
+        """Serve `predictor` from now on, without a restart: requests already submitted finish on
+        the old model (its batcher runs out what it accepted, then stops); new ones go to the new."""
+        with self.swap_lock:
+            old, self.batcher = self.batcher, self._batcher(predictor)
+            self.predictor = predictor
+        if old is not None:
+            old.close()
+        log.info("model %s now serving", predictor.model_id)
+
+    def current(self) -> tuple[Predictor, Batcher]:
+        """The predictor and its batcher, taken together (a swap changes both at once)."""
+        self.require()
+        with self.swap_lock:
+            predictor, batcher = self.predictor, self.batcher
+        if predictor is None or batcher is None:
+            raise ModelNotReady("the model service has stopped")
+        return predictor, batcher
 
     def stop(self) -> None:
         self.ready.clear()  # not ready once stopped (until a new start() has loaded again)
@@ -226,8 +257,16 @@ class ModelService:
 
     def classify(self, texts: list[str], contexts: Contexts = None) -> list[Prediction]:
         """Predictor.predict through the batcher: `contexts[i]` is text i's heading path."""
-        self.require()
-        batcher = self.batcher
-        if batcher is None:
-            raise ModelNotReady("the model service has stopped")
-        return batcher.submit(texts, contexts)
+        return self.classify_with(texts, contexts)[1]
+
+    def classify_with(self, texts: list[str], contexts: Contexts = None) -> tuple[Predictor, list[Prediction]]:
+        """(the predictor that answered, its predictions): one model answers a whole call, even
+        across a swap (a call that met a batcher closed by a swap goes once more, to the new one)."""
+        for attempt in range(2):
+            predictor, batcher = self.current()
+            try:
+                return predictor, batcher.submit(texts, contexts)
+            except BatcherClosed:
+                if attempt or not self.ready.is_set() or self.batcher is batcher:
+                    raise
+        raise AssertionError("unreachable")

@@ -53,6 +53,17 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
     written = json.loads((out / "predict.json").read_text())
     assert written["rows"] == rows and "| code |" in (out / "predict.md").read_text()
     assert (out / "predict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "predict.md").read_text().splitlines()
+    assert len(table) == 2 + len(rows) and len(set(table)) == len(table)  # one line a row, none repeated
+    # The profile of the served backend: the shares add up, every paragraph's windows are counted.
+    profile = result["profile"]
+    assert [p["batch"] for p in profile] == [1, 32] and {p["backend"] for p in profile} <= {"torch", "onnx", "onnx-int8"}
+    for p in profile:
+        assert p["tokenize_s"] > 0 and p["model_s"] > 0 and p["windows"] >= 6 and p["model_batches"] >= 1
+        assert abs(p["tokenize_share"] + p["model_share"] + p["other_share"] - 1) < 0.01
+        assert 0 <= p["padding_share"] < 1
+    assert profile[0]["padding_share"] <= profile[1]["padding_share"]  # one paragraph a call pads least
+    assert "| backend | batch |" in (out / "profile.md").read_text()
 
 
 def test_the_load_mix():

@@ -26,8 +26,15 @@ from serving.main import create_app
 MAX_EXAMPLES = 30
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
                 database=None)
-OPERATIONS = [("POST", "/v1/classify"), ("POST", "/v1/reports"), ("POST", "/v1/corrections"), ("GET", "/v1/labels"),
-              ("GET", "/v1/model"), ("GET", "/healthz"), ("GET", "/readyz")]
+OPERATIONS = [("POST", "/v1/classify"), ("POST", "/v1/reports"), ("POST", "/v1/corrections"), ("POST", "/v1/explain"),
+              ("POST", "/v1/retrain"), ("GET", "/v1/retrain"), ("GET", "/v1/labels"), ("GET", "/v1/model"), ("GET", "/healthz"),
+              ("GET", "/readyz")]
+TOKEN = "fuzz-admin-token"
+
+
+def call(case):
+    """Write actions with the admin token, except a retrain: fuzzing must not start trainings (401)."""
+    return case.call(headers={} if case.path == "/v1/retrain" else {"authorization": f"Bearer {TOKEN}"})
 # What the schema can say about a response. (`positive_data_acceptance` is left out on purpose: the
 # schema cannot express "contains Chinese" or the character limits, so schema-valid data may get a 4xx.)
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance, response_schema_conformance]
@@ -36,7 +43,8 @@ CONFORMANCE = [status_code_conformance, content_type_conformance, response_heade
 @pytest.fixture(scope="module")
 def module_schema(tiny_model, tmp_path_factory):
     app = create_app(Settings(max_paragraphs=16, max_paragraph_chars=400, max_report_chars=4_000, max_body_bytes=32_000,
-                              batch_wait_ms=1, threads=1, corrections_dir=tmp_path_factory.mktemp("fuzzed-corrections")),
+                              batch_wait_ms=1, threads=1, corrections_dir=tmp_path_factory.mktemp("fuzzed-corrections"),
+                              admin_token=TOKEN),
                      model_dir=tiny_model)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
@@ -73,14 +81,14 @@ def test_valid_requests(api_schema, method, path):
     @FUZZ
     @given(case=operation.as_strategy(GenerationMode.POSITIVE))
     def run(case):
-        response = case.call()
+        response = call(case)
         assert_no_server_error(case, response)
         case.validate_response(response, checks=CONFORMANCE)
 
     run()
 
 
-@pytest.mark.parametrize("path", ["/v1/classify", "/v1/reports", "/v1/corrections"])
+@pytest.mark.parametrize("path", ["/v1/classify", "/v1/reports", "/v1/corrections", "/v1/explain"])
 def test_invalid_requests(api_schema, path):
     """Schema-breaking bodies (wrong types, missing and extra fields, out-of-range top_k): a 4xx, never a 5xx."""
     operation = api_schema[path]["POST"]
@@ -88,7 +96,7 @@ def test_invalid_requests(api_schema, path):
     @FUZZ
     @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
     def run(case):
-        response = case.call()
+        response = call(case)
         assert_no_server_error(case, response)
         # A body over the byte limit is refused (413) before it is read: a rejection, which
         # negative_data_rejection does not count among its expected codes.

@@ -114,6 +114,30 @@ def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | Non
     return metrics
 
 
+def run_retrain(corpus: list[str], corrections: Path, out: Path, base_model: str, build_dir: Path, seed: int = 13,
+                threads: int = 0, export: bool = True, **overrides) -> dict:
+    """`make train CORPUS="<corpus> <corrections>"` in one call (what "retrain on corrections" runs):
+    a dataset of the corpus plus the corrections folder (whose reports always train), the encoder
+    fine-tuned and published to `out` only when it finished, then its ONNX export checked."""
+    from renda.settings import get_settings
+
+    settings = get_settings()
+    sources = [*corpus, str(corrections)] if Path(corrections).is_dir() and any(Path(corrections).glob("*.jsonl")) else list(corpus)
+    dataset = Path(build_dir) / f"retrain-{fingerprint_of(sources, seed)}"
+    run_data(sources, dataset, seed, settings.dev_fraction, settings.test_fraction,
+             train_from=[str(corrections)] if str(corrections) in sources else None)
+    metrics = run_train(dataset, out, base_model, threads=threads, **overrides)
+    if export:
+        from training.export import run_export
+
+        run_export(out, None, threads)
+    return metrics
+
+
+def fingerprint_of(sources: list[str], seed: int) -> str:
+    return hashlib.md5("|".join([*sources, str(seed)]).encode()).hexdigest()[:8]
+
+
 def eval_records(data: list[str]) -> list[Record]:
     """A dataset folder (its test split: held-out reports), or report folders / labelled JSONL."""
     if len(data) == 1 and (Path(data[0]) / "summary.json").is_file():
