@@ -49,8 +49,8 @@ UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and the form's other fields, be
 
 class BodyLimit:
     """Pure ASGI middleware: 413 for bodies over the limit, counted as they stream in (a missing
-    or false Content-Length does not get past it); 415 for POSTs that are neither JSON nor, where
-    a file is taken, multipart/form-data (sent on to the upload route, with the file's limit)."""
+    or false Content-Length does not get past it); 415 for POSTs with a body that is neither JSON
+    nor, where a file is taken, multipart/form-data (sent on to the upload route, with the file's limit)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int):
         self.app, self.max_bytes, self.max_upload_bytes = app, max_bytes, max_upload_bytes
@@ -61,7 +61,11 @@ class BodyLimit:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         limit = self.max_bytes
-        if content_type == "multipart/form-data" and scope["path"] in UPLOAD_ROUTES:
+        declared = headers.get(b"content-length")
+        empty = declared == b"0" or (declared is None and b"transfer-encoding" not in headers)
+        if not content_type and empty:
+            pass  # a POST without a body (POST /v1/retrain): nothing to type
+        elif content_type == "multipart/form-data" and scope["path"] in UPLOAD_ROUTES:
             upload = UPLOAD_ROUTES[scope["path"]]
             scope = {**scope, "path": upload, "raw_path": upload.encode()}
             limit = self.max_upload_bytes
@@ -69,7 +73,6 @@ class BodyLimit:
             shown = content_type or "none"
             also = " (or multipart/form-data with a `file`, on /v1/reports)" if scope["path"] in UPLOAD_ROUTES else ""
             return await self._reject(send, 415, f"Content-Type must be application/json{also} (got {shown})")
-        declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return await self._reject(send, 413, f"request body is {int(declared):,} bytes; the limit is {limit:,}")
         seen, too_large, started = 0, False, False
