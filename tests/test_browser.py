@@ -290,6 +290,100 @@ def test_open_a_file_sends_it_as_it_is(app_url, browser, tmp_path, kind):
     assert driver.find_element("id", "report-id").get_attribute("value") == "yanhu-2024"
 
 
+@pytest.fixture(scope="module")
+def review_app(tiny_model, tiny_base, tmp_path_factory):
+    """A service with ADMIN_TOKEN set that retrains the tiny model (a copy) from the page."""
+    import shutil
+
+    from serving.main import create_app
+    from tests.test_review import TOKEN, retrain_settings
+
+    root = tmp_path_factory.mktemp("review-app")
+    shutil.copytree(tiny_model, root / "model")
+    settings = retrain_settings(root, tiny_base, max_report_chars=20_000, max_body_bytes=200_000)
+    with served(create_app(settings, model_dir=root / "model")) as base:
+        yield base, root / "corrections", TOKEN
+
+
+def test_next_doubtful_and_the_reason_on_hover(review_app, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    (base, _, _), (driver, _) = review_app, browser
+    text = (FIXTURES / "browser_report.txt").read_text(encoding="utf-8")
+    api = httpx.post(base + "/v1/reports", json={"text": text}, timeout=120).json()
+    label_report(driver, base, text, REPORT_ID)
+    body = [(p["doubt"], -i, i) for i, p in enumerate(api["paragraphs"]) if not p["is_heading"]]
+    order = [i for _, _, i in sorted(body, reverse=True)]
+    driver.find_element("tag name", "body").send_keys("n")  # the key
+    wait(driver, lambda d: find(d, "#report-view .para.current"), message="n never moved to a paragraph")
+    assert find(driver, "#report-view .para.current")[0].get_attribute("data-index") == str(order[0])
+    driver.find_element("id", "next-doubtful").click()  # the button: the next most doubtful
+    assert find(driver, "#report-view .para.current")[0].get_attribute("data-index") == str(order[1])
+    assert len(find(driver, "#report-view .para.doubtful")) == sum(d >= 0.5 for d, _, _ in body)
+    assert len(find(driver, "#outline li")) == len(api["sections"])
+    assert all("存疑" in li.text for li in find(driver, "#outline li"))
+
+    # Hover: the reason (the sentence whose removal moves the score most) is asked for and shown.
+    from model.review import sentences
+
+    i = max((i for i, p in enumerate(api["paragraphs"]) if not p["is_heading"]),
+            key=lambda i: len(sentences(api["paragraphs"][i]["text"])) + len(api["paragraphs"][i]["heading_path"]))
+    p = api["paragraphs"][i]
+    expected = httpx.post(base + "/v1/explain", json={"text": p["text"], "heading_path": p["heading_path"], "label": p["label"]},
+                          timeout=60).json()["reason"]
+    node = find(driver, f'#report-view .para[data-index="{i}"]')[0]
+    ActionChains(driver).move_to_element(node).perform()
+    line = wait(driver, lambda d: find(d, "#tooltip .reason-line"), message="the reason never appeared")[0]
+    assert expected["text"] in line.text
+    if expected["kind"] == "sentence":
+        assert find(driver, f'#report-view .para[data-index="{i}"] mark.reason')[0].text == expected["text"]
+
+
+def test_without_the_token_nothing_is_saved_or_retrained(review_app, browser):
+    (base, corrections, _), (driver, _) = review_app, browser
+    text = (FIXTURES / "browser_report.txt").read_text(encoding="utf-8")
+    paragraphs = label_report(driver, base, text, "no-token-report")
+    paragraphs[1].click()
+    wait(driver, lambda d: d.find_element("id", "picker").is_displayed())
+    find(driver, "#picker button")[0].click()
+    driver.find_element("id", "save").click()
+    error = wait(driver, lambda d: d.find_element("id", "error").is_displayed() and d.find_element("id", "error"))
+    assert "admin token" in error.text
+    driver.find_element("id", "retrain").click()
+    wait(driver, lambda d: "ADMIN_TOKEN" in d.find_element("id", "error").text, message="the retrain was not refused")
+    assert not corrections.exists() or not list(corrections.iterdir())
+    assert httpx.get(base + "/v1/retrain").json()["status"] == "idle"
+
+
+def test_retrain_from_the_page_shows_progress_and_the_new_model(review_app, browser):
+    (base, corrections, token), (driver, _) = review_app, browser
+    text = (FIXTURES / "browser_report.txt").read_text(encoding="utf-8")
+    old = httpx.get(base + "/v1/model").json()["model"]
+    paragraphs = label_report(driver, base, text, "token-report")
+    set_value(driver, "admin-token", token)
+    paragraphs[1].click()
+    wait(driver, lambda d: d.find_element("id", "picker").is_displayed())
+    find(driver, "#picker button")[0].click()
+    driver.find_element("id", "save").click()
+    wait(driver, lambda d: d.find_element("id", "save-status").get_attribute("data-saved") == "1", 30, "the save never finished")
+    assert (corrections / "token-report.jsonl").is_file()
+    driver.find_element("id", "retrain").click()
+    seen = set()
+
+    def finished(d):
+        status = d.find_element("id", "retrain-status")
+        seen.add(status.text.split(":")[0])
+        return status.get_attribute("data-status") in ("done", "failed") and status
+
+    status = wait(driver, finished, 240, "the retrain never finished")
+    assert status.get_attribute("data-status") == "done", status.text
+    new = httpx.get(base + "/v1/model").json()["model"]
+    assert new != old and status.get_attribute("data-model") == new
+    assert new in status.text and old in status.text and "held-out" in status.text
+    assert any(text.startswith("训练中 Training") for text in seen), seen
+    assert new in driver.find_element("id", "model-status").text
+
+
 def test_errors_from_the_api_are_shown_as_messages(app_url, browser):
     (base, _), (driver, _) = app_url, browser
     driver.get(base + "/")

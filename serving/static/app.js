@@ -23,7 +23,12 @@ const state = {
   corrections: new Map(),  // paragraph index → the label the reviewer chose
   saved: new Map(),        // paragraph index → the label last stored on the server
   minScore: 0.5,
+  doubtOrder: [],          // paragraph indices, most doubtful first
+  doubtAt: -1,             // where "next doubtful" stands in doubtOrder
+  explained: new Map(),    // paragraph index → the /v1/explain answer (asked on hover, once)
 };
+// Marked as doubtful at or above this doubt (model/review.py: 1 − margin, pulled up on disagreement).
+const DOUBTFUL = 0.5;
 
 const $ = (id) => document.getElementById(id);
 const labelInfo = (id) => state.labels.find((l) => l.id === id) || { id, zh: id, description: "" };
@@ -47,12 +52,15 @@ function el(tag, props = {}, ...children) {
 
 class ApiError extends Error {}
 
-async function api(path, body) {
+async function api(path, body, { admin = false, method } = {}) {
   let response;
+  const headers = {};
+  const token = admin && $("admin-token").value.trim();
+  if (token) headers.authorization = `Bearer ${token}`;
   try {
     // a FormData (a report file) goes as multipart/form-data, with the boundary the browser sets
-    response = await fetch(path, body === undefined ? {} : body instanceof FormData ? { method: "POST", body } : {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    response = await fetch(path, body === undefined ? { method: method || "GET", headers } : body instanceof FormData ? { method: "POST", body, headers } : {
+      method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(body),
     });
   } catch (error) {
     throw new ApiError(`无法连接服务 Cannot reach the service (${error.message})`);
@@ -65,7 +73,8 @@ async function api(path, body) {
 function explain(status, data) {
   const detail = (data && data.detail) || `HTTP ${status}`;
   const what = {
-    400: "请求格式有误 Malformed request", 413: "内容超出限制 Over the limit", 415: "请求类型有误 Wrong content type",
+    400: "请求格式有误 Malformed request", 401: "需要管理口令 The admin token is needed", 409: "正在训练 Busy",
+    413: "内容超出限制 Over the limit", 415: "请求类型有误 Wrong content type",
     422: "输入有误 The input was refused", 503: "模型尚未就绪 The model is not ready", 500: "服务内部错误 Internal error",
   }[status] || `请求失败 Request failed (${status})`;
   return `${what}: ${detail}`;
@@ -98,6 +107,7 @@ async function start() {
   } catch (error) {
     $("model-status").textContent = error.message;
   }
+  followRetrain();  // a retrain started earlier (or elsewhere) shows where it stands
 }
 
 function renderLegend() {
@@ -216,10 +226,35 @@ const shownLabel = (i) => state.corrections.get(i) || state.report.paragraphs[i]
 
 function renderReport() {
   const view = $("report-view");
+  state.explained = new Map();
   view.replaceChildren(...state.report.paragraphs.map((p, i) => paragraphNode(p, i)));
   $("report-result").hidden = false;
+  state.doubtOrder = state.report.paragraphs.map((p, i) => i).filter((i) => !state.report.paragraphs[i].is_heading)
+    .sort((a, b) => state.report.paragraphs[b].doubt - state.report.paragraphs[a].doubt || a - b);
+  state.doubtAt = -1;
+  $("next-doubtful").disabled = !state.doubtOrder.length;
+  $("doubt-position").textContent = `${state.doubtOrder.filter((i) => state.report.paragraphs[i].doubt >= DOUBTFUL).length} 段存疑 doubtful`;
   renderSummary();
 }
+
+// "Next doubtful" (button or key n): the paragraphs in order of doubt, most doubtful first.
+function nextDoubtful() {
+  if (!state.doubtOrder.length) return;
+  state.doubtAt = (state.doubtAt + 1) % state.doubtOrder.length;
+  const i = state.doubtOrder[state.doubtAt];
+  for (const node of document.querySelectorAll("#report-view .para.current")) node.classList.remove("current");
+  const node = document.querySelector(`#report-view .para[data-index="${i}"]`);
+  node.classList.add("current");
+  node.scrollIntoView({ behavior: "smooth", block: "center" });
+  node.focus({ preventScroll: true });
+  $("doubt-position").textContent = `${state.doubtAt + 1} / ${state.doubtOrder.length} · 存疑度 doubt ${state.report.paragraphs[i].doubt.toFixed(2)}`;
+}
+
+$("next-doubtful").addEventListener("click", nextDoubtful);
+document.addEventListener("keydown", (event) => {
+  const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement && document.activeElement.tagName);
+  if (event.key === "n" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey && state.report) nextDoubtful();
+});
 
 function paragraphNode(p, i) {
   // Headings as headings: h2 for a part or section heading, deeper ones smaller.
@@ -231,12 +266,51 @@ function paragraphNode(p, i) {
   }, el("span", { class: "tag", style: { background: colour(label) } }, labelName(label)), p.text);
   node.classList.toggle("corrected", state.corrections.has(i));
   node.classList.toggle("uncertain", isUncertain(p.score));
-  node.addEventListener("mouseenter", (event) => showTooltip(event, reportTooltip(i)));
+  node.classList.toggle("doubtful", !p.is_heading && p.doubt >= DOUBTFUL);
+  node.dataset.doubt = p.doubt.toFixed(4);
+  node.addEventListener("mouseenter", (event) => {
+    showTooltip(event, reportTooltip(i));
+    if (!p.is_heading) explainParagraph(i, node);
+  });
   node.addEventListener("mousemove", moveTooltip);
   node.addEventListener("mouseleave", hideTooltip);
   node.addEventListener("click", () => openPicker(node, i));
+  if (state.explained.has(i)) state.explained.get(i).then((a) => a && a.reason && a.reason.kind === "sentence" && showReason(i, node, a.reason));
   node.addEventListener("keydown", (event) => { if (event.key === "Enter") openPicker(node, i); });
   return node;
+}
+
+// The reason for a paragraph's label (POST /v1/explain, asked once per paragraph, on hover): the
+// sentence or heading whose removal moves its score most, highlighted and named in the tooltip.
+async function explainParagraph(i, node) {
+  if (!state.explained.has(i)) {
+    const p = state.report.paragraphs[i];
+    state.explained.set(i, api("/v1/explain", { text: p.text, heading_path: p.heading_path, label: p.label }).catch(() => null));
+  }
+  const answer = await state.explained.get(i);
+  if (!answer) return;
+  showReason(i, node, answer.reason);
+}
+
+function showReason(i, node, reason) {
+  const p = state.report.paragraphs[i];
+  const tip = $("tooltip");
+  if (!reason) {  // one sentence and no heading: nothing to leave out, the paragraph is its own reason
+    if (!tip.hidden && Number(tip.dataset.index) === i && !tip.querySelector(".reason-line")) {
+      tip.append(el("div", { class: "reason-line" }, "理由 Reason: 整段 the paragraph as a whole (one sentence, no heading)"));
+    }
+    return;
+  }
+  if (reason.kind === "sentence" && !node.querySelector("mark.reason")) {
+    const text = p.text;
+    const at = reason.start, end = reason.start + reason.text.length;
+    node.lastChild.replaceWith(text.slice(0, at), el("mark", { class: "reason" }, text.slice(at, end)), text.slice(end));
+  }
+  if (!tip.hidden && Number(tip.dataset.index) === i && !tip.querySelector(".reason-line")) {
+    const where = reason.kind === "sentence" ? "句 sentence" : "标题 heading";
+    tip.append(el("div", { class: "reason-line" }, `理由 Reason (${where}, ${reason.effect >= 0 ? "+" : ""}${reason.effect.toFixed(2)}): `,
+      el("mark", {}, reason.text)));
+  }
 }
 
 function refreshParagraph(i) {
@@ -255,10 +329,11 @@ function renderOutline() {
     const heading = s.heading || (n === 0 ? "（开头 preamble）" : "（结尾 closing）");
     const corrected = [...state.corrections.keys()].filter((i) => i >= s.first && i <= s.last).length;
     return el("li", {
-      style: { borderLeftColor: colour(s.label), background: tint(s.label, 0.08) }, title: SOURCES[s.source] || s.source,
+      style: { borderLeftColor: colour(s.label), background: tint(s.label, 0.08) }, title: s.reason || SOURCES[s.source] || s.source,
+      class: s.doubt >= DOUBTFUL ? "doubtful" : "", dataset: { doubt: s.doubt.toFixed(4) },
       onclick: () => document.querySelector(`#report-view .para[data-index="${s.first}"]`).scrollIntoView({ behavior: "smooth", block: "start" }),
     }, heading, el("br"), el("span", { class: "meta" },
-      `${labelName(s.label)} · ${s.last - s.first + 1} 段 · ${s.source}${corrected ? ` · ✎ ${corrected}` : ""}`));
+      `${labelName(s.label)} · ${s.last - s.first + 1} 段 · ${s.source} · 存疑 ${s.doubt.toFixed(2)}${corrected ? ` · ✎ ${corrected}` : ""}`));
   }));
 }
 
@@ -309,11 +384,18 @@ function scoreTable(scores) {
     el("td", {}, value.toFixed(3)))));
 }
 
+function sectionOf(i) {
+  return state.report.sections.find((s) => i >= s.first && i <= s.last);
+}
+
 function reportTooltip(i) {
   const p = state.report.paragraphs[i];
+  const section = sectionOf(i);
+  $("tooltip").dataset.index = String(i);
   const parts = [
     el("div", {}, "所在部分 Section label: ", el("b", {}, labelName(p.section_label))),
-    el("div", {}, el("small", {}, `由 decided by: ${SOURCES[p.source] || p.source} (source: ${p.source})`)),
+    el("div", {}, el("small", {}, `由 decided by: ${section ? section.reason : (SOURCES[p.source] || p.source)} (source: ${p.source})`)),
+    el("div", {}, `存疑度 Doubt: ${p.doubt.toFixed(2)}${p.doubt >= DOUBTFUL ? " — 请核对 check it" : ""}`),
     el("div", {}, "本段 Paragraph alone: ", el("b", {}, labelName(p.label)), ` ${p.score.toFixed(3)}`,
        isUncertain(p.score) ? " — 低置信 uncertain" : ""),
     scoreTable(p.scores),
@@ -447,7 +529,7 @@ $("save").addEventListener("click", async () => {
   }
   $("save").disabled = true;
   try {
-    const result = await api("/v1/corrections", { records: pending.map(record) });
+    const result = await api("/v1/corrections", { records: pending.map(record) }, { admin: true });
     for (const i of pending) state.saved.set(i, state.corrections.get(i));
     keepCorrections();
     renderCorrections();
@@ -457,6 +539,58 @@ $("save").addEventListener("click", async () => {
     showError(error.message);
   } finally {
     $("save").disabled = state.corrections.size === 0;
+  }
+});
+
+// --- retrain on corrections: start, follow, and show the new model beside the old -------------
+
+function heldOut(summary) {
+  const m = summary && summary.held_out_metrics;
+  const f1 = m && (m.macro_f1 ?? (m.report && m.report.macro_f1));
+  return typeof f1 === "number" ? `held-out macro-F1 ${f1.toFixed(3)}` : "no held-out figure";
+}
+
+function showRetrain(state_) {
+  const box = $("retrain-status");
+  box.dataset.status = state_.status;
+  if (state_.status === "running") {
+    const epoch = state_.epoch ? `epoch ${state_.epoch}${state_.epochs ? ` / ${state_.epochs}` : ""}` : "starting";
+    const dev = typeof state_.dev_macro_f1 === "number" ? ` · dev macro-F1 ${state_.dev_macro_f1.toFixed(3)}` : "";
+    box.textContent = `训练中 Training (${state_.phase || "training"}): ${epoch}${dev} · ${(state_.minutes || 0).toFixed(1)} min`;
+  } else if (state_.status === "done") {
+    box.replaceChildren(`已切换 Now serving ${state_.new.model} (${heldOut(state_.new)}); before: ${state_.old.model} (${heldOut(state_.old)}) · ${state_.minutes.toFixed(1)} min`);
+    box.dataset.model = state_.new.model;
+    $("model-status").textContent = `模型 Model: ${state_.new.model}`;
+  } else if (state_.status === "failed") {
+    box.textContent = `训练失败 Retrain failed: ${state_.message}`;
+  } else {
+    box.textContent = "";
+  }
+  $("retrain").disabled = state_.status === "running";
+}
+
+async function followRetrain() {
+  for (;;) {
+    let current;
+    try {
+      current = await api("/v1/retrain");
+    } catch (error) {
+      showError(error.message);
+      return;
+    }
+    showRetrain(current);
+    if (current.status !== "running") return;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+$("retrain").addEventListener("click", async () => {
+  showError("");
+  try {
+    showRetrain(await api("/v1/retrain", undefined, { admin: true, method: "POST" }));
+    followRetrain();
+  } catch (error) {
+    showError(error.message);
   }
 });
 
