@@ -58,7 +58,7 @@ RENDA   := $(BIN)/renda
 TAG     := $(shell printf '%s|%s|%s' "$(CORPUS)" "$(TEST_FROM)" "$(SEED)$(if $(TRAIN_FROM),|train-from:$(TRAIN_FROM))" | md5sum | cut -c1-8)
 DATASET := build/dataset-$(TAG)
 CORPUS_FILES := $(shell find $(CORPUS) $(TEST_FROM) \( -name '*.txt' -o -name '*.jsonl' \) 2>/dev/null)
-SOURCES := $(wildcard renda/*.py training/*.py model/*.py) data/labels.toml
+SOURCES := $(wildcard renda/*.py training/*.py model/*.py) renda/labels.toml
 DEFAULT_BASE := models/base/multilingual-e5-small
 
 export SEED THREADS
@@ -141,6 +141,12 @@ bench-prune: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS) --if-stale
 	$(BIN)/python -m model.bench_predict --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
+
+# The reviewer's loop through the service: /v1/explain times, and one retrain from the service on a copy
+# of MODEL_DIR with reports of our own corrected (reports/bench/review.{json,md}); about 5 minutes.
+.PHONY: bench-review
+bench-review: $(VENV)/.installed
+	$(BIN)/python -m serving.bench_review --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
 
 # CLIENTS concurrent clients for LOAD_SECONDS against `renda serve` started on a free loopback port.
 bench-load: $(VENV)/.installed

@@ -10,7 +10,6 @@ check at export (training/export.py) and the backend choice (model/backends.py).
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from model.bert import WindowedPredictor, read_window_config
 from model.predictor import read_meta
+from renda.records import atomic_write
 
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those of them the tokenizer gives
@@ -59,17 +59,6 @@ class OnnxPredictor(WindowedPredictor):
         return self.session.run(["logits"], {name: batch[name] for name in self.input_names})[0]
 
 
-def _atomic(path: Path, write) -> Path:
-    """`write(temporary path)`, then rename into place: a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
-
-
 def export_fp32(model, tokenizer, path: Path) -> Path:
     """The classifier (token ids and mask → logits) as ONNX, batch and sequence length dynamic."""
     import torch
@@ -91,7 +80,7 @@ def export_fp32(model, tokenizer, path: Path) -> Path:
         program = torch.onnx.export(Logits(model.eval()), (), kwargs={n: sample[n] for n in names}, dynamo=True,
                                     input_names=names, output_names=["logits"], verbose=False,
                                     dynamic_shapes={n: {0: batch, 1: sequence} for n in names})
-    return _atomic(path, lambda partial: program.save(partial, external_data=False))
+    return atomic_write(path, lambda partial: program.save(partial, external_data=False))
 
 
 # Dynamic int8 variants tried at export, each checked for parity (training/export.py). This CPU (AVX2,
@@ -124,5 +113,5 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel") -> Pat
     weight_type = getattr(QuantType, options.pop("weight_type", "QInt8"))
     if options.pop("weights_only", False):
         options["nodes_to_exclude"] = activation_matmuls(source)
-    return _atomic(path, lambda partial: quantize_dynamic(source, partial, weight_type=weight_type, per_channel=True,
+    return atomic_write(path, lambda partial: quantize_dynamic(source, partial, weight_type=weight_type, per_channel=True,
                                                           op_types_to_quantize=["MatMul"], **options))

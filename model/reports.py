@@ -3,7 +3,7 @@
 The report is parsed and cut once into the labeller's units (sections, the plans part, the
 preamble, the closing). Every paragraph is predicted with its heading path as context. Each unit
 then takes one label: the mean log-probability its paragraphs give each label, plus a weight for
-the label the heading rules (`data/labels.toml`) give it. The weight depends on what the rules
+the label the heading rules (`renda/labels.toml`) give it. The weight depends on what the rules
 read (the part, the preamble, a clear heading keyword, or the paragraphs' keywords); the weights
 are fitted on dev data (`fit_combiner`), never on test, and saved with the model. Every
 paragraph says what decided its section label: `heading` (the rules' label won), `vote` (the

@@ -61,7 +61,7 @@ def section_reason(heading: str, rule: str | None, rule_kind: str | None, label:
 
 
 def matched_keywords(heading: str, label: str) -> list[str]:
-    """The keywords of `label` in data/labels.toml that the heading contains."""
+    """The keywords of `label` in renda/labels.toml that the heading contains."""
     folded = match_form(heading).replace("人民代表大会", "人大")
     rule = next((entry for entry in load_rules().labels if entry.id == label), None)
     return [word for word in (rule.keywords if rule else ()) if word in folded]

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,14 +34,14 @@ from model.reports import Combiner, Unit, combine, prepare_report, record_units
 from model.review import prediction_doubt
 from renda.corpus import with_heading_paths
 from renda.labels import LABELS
+from renda.parsing import has_chinese
 from renda.readers import FORMATS, REFUSED, read_report
-from renda.records import DataError, atomic_write_text, read_jsonl
+from renda.records import DataError, atomic_write, atomic_write_text, read_jsonl
 from renda.report_meta import OPENING_LINES, report_meta
 
 TABLES = ("paragraphs", "reports", "failed")
 LISTED = {*FORMATS, *REFUSED, ".jsonl"}
 MANIFEST = "archive.json"
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 _META = [("body", pa.string()), ("level", pa.string()), ("year", pa.int32())]
 _KEY = [("report_path", pa.string()), ("report_id", pa.string())]
 SCHEMAS = {
@@ -119,7 +118,7 @@ def _report_from_file(rel: str, path: Path) -> Report:
 
 def _report_from_text(rel: str, text: str, kind: str = "text", encoding: str | None = None) -> Report:
     paragraphs, units, paths = prepare_report(text)
-    if not any(_CJK.search(p.text) for p in paragraphs):
+    if not any(has_chinese(p.text) for p in paragraphs):
         raise DataError(rel, "no Chinese text")
     opening = [line for line in text.splitlines() if line.strip()][:OPENING_LINES]
     return Report(rel, Path(rel).stem, report_meta(opening, rel), [p.text for p in paragraphs], paths,
@@ -210,13 +209,7 @@ def part_name(tables: dict[str, list[dict]]) -> str:
 
 
 def _write_part(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def commit_batch(out: Path, tables: dict[str, list[dict]]) -> str | None:
@@ -268,7 +261,7 @@ def _remove_uncommitted(out: Path) -> int:
     committed, removed = committed_parts(out), 0
     for name in TABLES:
         for path in (out / name).glob("*") if (out / name).is_dir() else []:
-            if path.name.endswith(".tmp") or (path.name.startswith("part-") and path.name not in committed):
+            if ".tmp" in path.name or (path.name.startswith("part-") and path.name not in committed):
                 path.unlink()
                 removed += 1
     return removed

@@ -1,4 +1,4 @@
-"""Paragraphs → labels, read from the report's own headings (rules in data/labels.toml).
+"""Paragraphs → labels, read from the report's own headings (rules in renda/labels.toml).
 
 The report is walked once to cut it into *units*: stretches that share one label. A unit is a
 section (一、…) or, under a review container (「一、过去一年主要工作」) or with no numbered

@@ -1,4 +1,4 @@
-"""The label set and the labeller's rules, read from data/labels.toml (rules are data, not code)."""
+"""The label set and the labeller's rules, read from renda/labels.toml (rules are data, not code)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-LABELS_FILE = Path(__file__).resolve().parent.parent / "data" / "labels.toml"
+LABELS_FILE = Path(__file__).resolve().parent / "labels.toml"  # package data: found from an installed wheel too
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,15 @@ from dataclasses import asdict, dataclass
 
 from renda.labels import load_rules
 
+# Chinese characters: the unified ideographs with Extension A, the compatibility ideographs and the
+# supplementary planes (Extension B on): one definition for the service, the CLI and the archive.
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+
+
+def has_chinese(text: str) -> bool:
+    return CJK.search(text) is not None
+
+
 # Levels: 1 = section (一、 or a bare part heading), 2 = sub-section （一）, 3 = item (1. / ——).
 _NUMERAL = "一二三四五六七八九十百零〇"
 _LEVEL1 = re.compile(rf"^[{_NUMERAL}]+\s*[、.．]\s*")

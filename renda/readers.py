@@ -27,7 +27,7 @@ from pathlib import Path
 from statistics import median
 from threading import Lock
 
-from renda.parsing import is_furniture, starts_new
+from renda.parsing import has_chinese, is_furniture, starts_new
 from renda.records import DataError
 from renda.report_meta import year_of
 
@@ -43,7 +43,6 @@ REFUSED = {".doc": "a Word 97-2003 .doc file", ".wps": "a WPS file", ".rtf": "an
 # Chinese codecs the detector may pick; GB2312 and GBK are subsets of GB18030, so GB18030 reads them all.
 _GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "cp936"}
 _CANDIDATES = ["utf_8", "gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "utf_16", "utf_32"]
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-]+)""", re.IGNORECASE)
 
 
@@ -120,7 +119,7 @@ def read_report(name: str, raw: bytes | None = None, limits: ReadLimits | None =
         report = ReadReport(text, "text", encoding)
     else:
         report = _in_worker(kind, name, raw, limits)
-    if not _CJK.search(report.text):
+    if not has_chinese(report.text):
         raise DataError(name, f"no Chinese text found in this {report.format} file")
     return report
 
@@ -288,7 +287,7 @@ def read_html(name: str, raw: bytes, limits: ReadLimits) -> ReadReport:
         raise DataError(name, "no main text found in this web page")
     title = (getattr(document, "title", None) or "").strip()
     date = (getattr(document, "date", None) or "").strip()
-    if title and _CJK.search(title) and not any(_same(title, line) for line in lines[:3]):
+    if title and has_chinese(title) and not any(_same(title, line) for line in lines[:3]):
         lines.insert(0, _page_title(title))
     if date and year_of(lines, "") is None:
         # the page's date where the report's own opening has none: under the title, as pages show it

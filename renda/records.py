@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -107,18 +107,26 @@ def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
     return records
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """`write(a temporary path beside it)`, then rename into place: readers never see half a file, and
+    a failure leaves the old file as it was and no temporary one. The temporary name keeps the
+    suffix, for writers that choose the format by it (matplotlib, parquet)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """A text file written whole or not at all (atomic_write)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def dumps_jsonl(rows: Iterable[dict]) -> str:

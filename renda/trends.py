@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from renda.labels import LABELS
-from renda.records import DataError, atomic_write_text
+from renda.records import DataError, atomic_write, atomic_write_text
 
 AXES = ("year", "level", "body")
 MEASURES = ("paragraphs", "characters")
@@ -73,6 +73,7 @@ def draw(rows: list[dict], by: str, measure: str, path: Path, title: str) -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     font = _cjk_font()
     with plt.rc_context({"font.family": [font, "DejaVu Sans"] if font else ["DejaVu Sans"]}), warnings.catch_warnings():
@@ -85,6 +86,7 @@ def draw(rows: list[dict], by: str, measure: str, path: Path, title: str) -> Non
             for i, label in enumerate(LABELS):
                 ax.plot(years, [row[label] for row in rows], marker="o", markersize=3, color=colors[i % 10], label=label)
             ax.set_xlabel("year")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole years, never 2021.5
             ax.set_ylabel(f"share of {measure}")
         else:
             fig, ax = plt.subplots(figsize=(9, max(2.5, 0.35 * len(rows) + 1.5)))
@@ -99,11 +101,8 @@ def draw(rows: list[dict], by: str, measure: str, path: Path, title: str) -> Non
         ax.set_title(title)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=120)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
         plt.close(fig)
-        tmp.replace(path)
 
 
 def to_csv(rows: list[dict], by: str) -> str:

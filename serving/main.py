@@ -236,8 +236,8 @@ def serve(model_dir: Path, host: str, port: int) -> None:
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not (Path(model_dir) / "renda_model.json").is_file():
-        log.warning("%s holds no trained model (no renda_model.json): serving anyway, /readyz answers 503 until "
+    if not (Path(model_dir) / META_FILE).is_file():
+        log.warning(f"%s holds no trained model (no {META_FILE}): serving anyway, /readyz answers 503 until "
                     "restarted on a model folder (run `make train`, or `make serve`, which trains when there is none)", model_dir)
     # uvicorn handles SIGTERM itself (stops accepting, answers the requests in flight, then shuts the app
     # down) and re-raises the signal afterwards: this handler turns that into a clean exit, status 0.

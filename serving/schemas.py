@@ -111,7 +111,7 @@ class ReportRequest(BaseModel):
 
 
 Source = Literal["heading", "model", "vote"]
-SOURCE_DOC = ("what decided `section_label`: `heading` (the heading rules of data/labels.toml won, weighed against "
+SOURCE_DOC = ("what decided `section_label`: `heading` (the heading rules of renda/labels.toml won, weighed against "
               "the model), `vote` (the model's predictions for the section's paragraphs overruled the rules or "
               "filled in where they had nothing), or `model` (the same for a section of one paragraph)")
 

@@ -5,13 +5,12 @@ Every failure names the field and the limit, and becomes a 4xx; nothing reaches 
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
+from renda.parsing import has_chinese
 from renda.settings import Settings
 from serving.schemas import ParagraphInput
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
 
@@ -27,7 +26,7 @@ def check_text(field: str, text: str, max_chars: int) -> None:
     if len(text) > max_chars:
         raise InputProblem(field, f"has {len(text):,} characters; the limit is {max_chars:,}", 413)
     check_characters(field, text)
-    if not _CJK.search(text):
+    if not has_chinese(text):
         raise InputProblem(field, "contains no Chinese characters; the model labels Chinese report text")
 
 

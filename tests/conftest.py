@@ -4,6 +4,7 @@ two layers, a character tokenizer) so the training and serving tests run in seco
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 STARTER = ROOT / "data" / "starter"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def skip_unless_required(what: str, reason: str) -> None:
+    """Skip, with the reason, unless RENDA_REQUIRE (a comma list: browser, ray) says this must run
+    here (CI sets it once it has installed them): then it fails instead."""
+    if what in os.environ.get("RENDA_REQUIRE", "").split(","):
+        pytest.fail(f"{what} is required here (RENDA_REQUIRE) but: {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import skip_unless_required
+
 from renda import archive
 from renda.parsing import is_furniture
 from renda.archive import label_archive, read_table
@@ -307,7 +309,10 @@ def time_limit(seconds: int):
 
 def test_ray_engine_equals_the_local_engine(tmp_path, tiny_model, predictor):
     """Ray started here with 2 CPUs: one actor (1 CPU, the tiny model), parse tasks beside it."""
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[scale]'")
+    try:
+        import ray
+    except ImportError:
+        skip_unless_required("ray", "Ray is an optional extra: pip install -e '.[scale]'")
     from renda.archive_ray import label_archive_ray
 
     root = write_archive(tmp_path / "archive")

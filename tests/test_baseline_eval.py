@@ -49,6 +49,9 @@ def test_eval_writes_files_side_by_side_in_three_modes_and_leave_one_report_out(
     assert errors and errors == sorted(errors, key=lambda e: -e["confidence"]) and "heading_path" in errors[0]
     table = (out / "comparison.md").read_text(encoding="utf-8")
     assert "macro_f1" in table and "baseline-loro-report" in table
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    assert rows == ["label", *LABELS, "**macro_f1**", "**accuracy**"]  # each row once
+    assert len(set(table.splitlines())) == len(table.splitlines())
     loro = summary["models"]["baseline-loro-path"]
     assert loro["reports"] == len(set(r.report_id for r in load_split(starter_dataset, "test")))
     # the heading path is worth something on held-out starter reports, and the whole report more

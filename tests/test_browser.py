@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import skip_unless_required
+
 from renda.labels import LABELS
 from renda.records import Record, read_jsonl
 from renda.settings import Settings
@@ -165,7 +167,7 @@ def browser(tmp_path_factory):
         with chromium(downloads) as driver:
             yield driver, downloads
     except NoBrowser as reason:
-        pytest.skip(str(reason))
+        skip_unless_required("browser", str(reason))
 
 
 def test_the_page_is_served_by_the_app_and_fetches_nothing_from_elsewhere(tmp_path):

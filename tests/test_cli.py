@@ -390,3 +390,17 @@ def test_classify_help_names_its_options(capsys):
     out = capsys.readouterr().out
     for fragment in ("--model", "--out", "--format", "{jsonl,csv}", ".txt", ".jsonl", ".csv"):
         assert fragment in out
+
+
+def test_seed_zero_is_a_seed(tmp_path):
+    """`--seed 0` is honoured, not replaced by the default (0 is falsy)."""
+    from renda.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    starter = Path(__file__).resolve().parent.parent / "data" / "starter"
+    for path in sorted(starter.glob("*.txt"))[:8]:
+        (corpus / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    for seed in ("0", "13"):
+        assert main(["data", "--corpus", str(corpus), "--out", str(tmp_path / f"data-{seed}"), "--seed", seed]) == 0
+        assert json.loads((tmp_path / f"data-{seed}" / "summary.json").read_text())["seed"] == int(seed)

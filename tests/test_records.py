@@ -60,11 +60,10 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
     write_jsonl(target, [GOOD])
     before = target.read_text(encoding="utf-8")
 
-    def rows():
-        yield GOOD
-        raise RuntimeError("interrupted")
+    # Fail inside atomic_write_text, after its temporary file is written, at the rename.
+    from unittest import mock
 
-    with pytest.raises(RuntimeError):
-        atomic_write_text(target, "".join(json.dumps(r) for r in rows()))
+    with mock.patch("renda.records.os.replace", side_effect=OSError("disk gone")), pytest.raises(OSError, match="disk gone"):
+        atomic_write_text(target, json.dumps(GOOD) * 3)
     assert target.read_text(encoding="utf-8") == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # the temporary file is gone too

@@ -70,6 +70,26 @@ def test_plot_writes_png_and_csv_for_each_axis(tmp_path):
     assert body[0]["body"] == "雁湖县人大常委会" and body[0]["reports"] == "2"  # most reports first
     year = read_csv(tmp_path / "plots" / "share_characters_by_year.csv")
     assert [row["year"] for row in year] == ["2020", "2021"]
+
+
+
+def test_the_year_axis_is_in_whole_years(tmp_path):
+    from unittest import mock
+
+    from matplotlib.figure import Figure
+
+    write_table(tmp_path)
+    drawn: dict[str, list[str]] = {}
+    save = Figure.savefig
+
+    def recording(fig, path, *args, **kwargs):
+        fig.canvas.draw()
+        drawn[str(path)] = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+        return save(fig, path, *args, **kwargs)
+
+    with mock.patch.object(Figure, "savefig", recording):
+        plot_trends(tmp_path, "year")
+    assert drawn and all(ticks and all(t.isdigit() for t in ticks) for ticks in drawn.values()), drawn  # no 2020.5
     assert math.isclose(float(year[0]["supervision"]), 0.475, abs_tol=1e-6)
 
 

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from model.calibration import prediction_ece
 from model.predictor import Prediction, Predictor
 from renda.labels import LABELS
-from renda.records import DataError, Record, atomic_write_text, dumps_jsonl
+from renda.records import DataError, Record, atomic_write, atomic_write_text, dumps_jsonl
 
 
 @dataclass
@@ -219,11 +219,8 @@ def draw_confusion(evaluation: Evaluation, path: Path) -> None:
         if value:
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_evaluations(evaluations: list[Evaluation], out_dir: Path, data: list[str]) -> str:
