@@ -143,7 +143,7 @@ def test_classify_one_result_per_paragraph_in_order(client, direct):
     assert len(results) == len(PARAGRAPHS)
     expected = direct.predict(PARAGRAPHS)
     for result, want in zip(results, expected):
-        assert set(result) == {"label", "score", "scores", "top", "windows", "context"}
+        assert set(result) == {"label", "score", "scores", "top", "windows", "context", "doubt"}
         assert result["context"] is False
         assert result["label"] in LABELS
         assert_distribution(result["scores"])
