@@ -132,25 +132,25 @@ check-labeller: $(VENV)/.installed
 
 # Benchmarks: figures written to reports/bench/ (the README quotes them).
 bench-serve: train
-	$(BIN)/python -m serving.bench --model $(MODEL_DIR) --out reports/bench/serving.json
+	$(BIN)/python -m bench.serve --model $(MODEL_DIR) --out reports/bench/serving.json
 
 bench-prune: $(VENV)/.installed
-	$(BIN)/python -m model.bench_prune --corpus $(CORPUS) --out reports/bench/prune.json
+	$(BIN)/python -m bench.prune --corpus $(CORPUS) --out reports/bench/prune.json
 
 # The model card's plain transformers code and every backend, at batch 1, 8, 32 (threads = cores).
 bench: $(VENV)/.installed
 	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS) --if-stale
-	$(BIN)/python -m model.bench_predict --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
+	$(BIN)/python -m bench.predict --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
 
 # The reviewer's loop through the service: /v1/explain times, and one retrain from the service on a copy
 # of MODEL_DIR with reports of our own corrected (reports/bench/review.{json,md}); about 5 minutes.
 .PHONY: bench-review
 bench-review: $(VENV)/.installed
-	$(BIN)/python -m serving.bench_review --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
+	$(BIN)/python -m bench.review --model $(MODEL_DIR) --corpus $(BENCH_CORPUS) --out reports/bench
 
 # CLIENTS concurrent clients for LOAD_SECONDS against `renda serve` started on a free loopback port.
 bench-load: $(VENV)/.installed
-	$(BIN)/python -m serving.bench_load --model $(MODEL_DIR) --clients $(CLIENTS) --seconds $(LOAD_SECONDS) \
+	$(BIN)/python -m bench.load --model $(MODEL_DIR) --clients $(CLIENTS) --seconds $(LOAD_SECONDS) \
 	  --corpus $(BENCH_CORPUS) --out reports/bench/load.json
 
 stats: $(VENV)/.installed
@@ -191,7 +191,7 @@ plot: $(VENV)/.installed
 
 # The archive pipeline against the model alone, paragraphs/s (ARCHIVE, default the starter corpus).
 bench-archive: $(VENV)/.installed
-	$(BIN)/python -m renda.archive_bench --archive $(or $(ARCHIVE),data/starter) --model $(MODEL_DIR) --threads $(THREADS) \
+	$(BIN)/python -m bench.archive --archive $(or $(ARCHIVE),data/starter) --model $(MODEL_DIR) --threads $(THREADS) \
 	  --out reports/bench/archive.json
 
 test: $(VENV)/.installed

@@ -12,7 +12,7 @@ Files are labelled in batches. Each batch is one Parquet part in each table, wri
 temporary name and renamed, the `reports` part last: a batch is committed when its `reports` part
 exists. A killed run leaves at most one uncommitted batch (parts without a `reports` part), which
 the next run removes and redoes; reports already committed, or files already in `failed`, are
-skipped. The Ray engine (renda/archive_ray.py) runs the same functions, spread over a cluster.
+skipped. The Ray engine (apps/archive_ray.py) runs the same functions, spread over a cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -353,21 +352,3 @@ def label_archive(root: Path | str, out: Path | str, predictor, batch_files: int
             commit_batch(out, tables)
             bar.update(len(batch), *batch_counts(tables))
         return bar.close(skipped)
-
-
-def run_label_archive(args) -> dict:
-    """`renda label-archive`: either engine, from the command line's arguments."""
-    if args.engine == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise DataError(args.archive, "--engine ray needs Ray: pip install -e '.[scale]'")
-        from renda.archive_ray import label_archive_ray
-
-        return label_archive_ray(args.archive, args.out, args.model, args.batch_files, args.actors, args.actor_cpus,
-                                 args.actor_gpus, args.address)
-    from model.predictor import load_predictor
-
-    predictor = load_predictor(args.model, threads=args.threads or None)
-    return label_archive(args.archive, args.out, predictor, args.batch_files, model_dir=str(args.model))
-

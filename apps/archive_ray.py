@@ -1,4 +1,4 @@
-"""`renda label-archive --engine ray`: the local engine's work (renda/archive.py) on Ray Data.
+"""`renda label-archive --engine ray`: the local engine's work (apps/archive.py) on Ray Data.
 
 - The files to do are a dataset (one row per file, with the reports already labelled in it).
 - Each file is read and parsed in a Ray task; a bad file becomes its `failed` row there. (Ray's own
@@ -21,7 +21,7 @@ import os
 import pickle
 from pathlib import Path
 
-from renda.archive import (Progress, archive_files, batch_counts, commit_batch, label_batch, open_archive,
+from apps.archive import (Progress, archive_files, batch_counts, commit_batch, label_batch, open_archive,
                            parse_file, pending_files)
 from renda.records import DataError
 
@@ -41,7 +41,7 @@ class LabelWriter:
     """A Ray actor: the model, loaded once; each call labels a batch of parsed files and commits it."""
 
     def __init__(self, model_dir: str, out: str, threads: int):
-        from model.predictor import load_predictor
+        from model.loading import load_predictor
 
         self.predictor = load_predictor(model_dir, threads=threads)
         self.out = Path(out)

@@ -17,6 +17,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: SEED setting, 13)")
 
 
+def _add_recipe(parser: argparse.ArgumentParser, s) -> None:
+    """The options of a training run (train, crossval): base model, recipe file and its overrides, threads."""
+    parser.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
+    parser.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
+    parser.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+                        help="override any setting of the config (training/config.toml), e.g. --set freeze_layers=8; repeatable")
+    parser.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+
+
 def _share(value: str) -> float:
     """A number from 0 to 1 (argparse turns the error into a usage message and exit status 2)."""
     try:
@@ -29,13 +40,13 @@ def _share(value: str) -> float:
 
 
 def setting(value: str) -> tuple[str, str]:
-    """KEY=VALUE of --set: the key must name a training setting (TrainConfig checks the value)."""
-    from training.config import TrainConfig
+    """KEY=VALUE of --set (argparse turns the error into a usage message)."""
+    from training.config import parse_setting
 
-    key, sep, raw = value.partition("=")
-    if not sep or key not in TrainConfig.model_fields:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected KEY=VALUE with KEY one of {', '.join(TrainConfig.model_fields)}")
-    return key, raw
+    try:
+        return parse_setting(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def variant(value: str) -> dict[str, str]:
@@ -72,13 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune the encoder; publishes only a finished model")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (from `renda data`)")
     p.add_argument("--out", type=Path, default=s.model_dir, help="model folder to publish (default %(default)s)")
-    p.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
-    p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
-    p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
-                   help="override any setting of the config (training/config.toml), e.g. --set freeze_layers=8; repeatable")
-    p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    _add_recipe(p, s)
     p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
 
     p = sub.add_parser("retrain", help="data + train + export in one: a corpus and the corrections folder (what the page's retrain runs)")
@@ -118,13 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
     p.add_argument("--context-dropout", type=float, default=None, help="override `context_dropout` of the config (share of training rows without their heading path)")
     p.add_argument("--starter-weight", type=float, default=None, help="override `starter_weight` of the config (loss weight of starter-corpus paragraphs)")
-    p.add_argument("--base-model", default=s.base_model, help="local folder or hub name (default: BASE_MODEL, %(default)s)")
-    p.add_argument("--config", type=Path, default=None, help="hyperparameters (default training/config.toml)")
-    p.add_argument("--epochs", type=int, default=None, help="override `epochs` of the config")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
-                   help="override any setting of the config (training/config.toml), e.g. --set freeze_layers=8; repeatable")
-    p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    _add_recipe(p, s)
     _add_common(p)
 
     p = sub.add_parser("check-labeller", help="agreement of the heading labeller with hand-checked JSONL labels")
@@ -250,13 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "classify":
             return classify(args)
         elif args.command == "label-archive":
-            from renda.archive import run_label_archive
-
             print(json.dumps(run_label_archive(args), ensure_ascii=False))
         elif args.command == "review-queue":
             write_review_queue(args)
         elif args.command == "plot":
-            from renda.trends import plot_trends
+            from apps.trends import plot_trends
 
             for path in plot_trends(args.archive, args.by, args.out, args.pooled, args.top):
                 print(path)
@@ -265,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
             predictor = None
             if args.model is not None:
-                from model.predictor import load_predictor
+                from model.loading import load_predictor
 
                 predictor = load_predictor(args.model, cache_size=0)  # each format labelled afresh, as a user pays
             print(Path(args.out, "formats.md").read_text(encoding="utf-8") if check_formats(
@@ -280,8 +277,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_label_archive(args) -> dict:
+    """`renda label-archive`: either engine, from the command line's arguments."""
+    if args.engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise DataError(args.archive, "--engine ray needs Ray: pip install -e '.[scale]'")
+        from apps.archive_ray import label_archive_ray  # the engines apart: archive_ray builds on archive
+
+        return label_archive_ray(args.archive, args.out, args.model, args.batch_files, args.actors, args.actor_cpus,
+                                 args.actor_gpus, args.address)
+    from apps.archive import label_archive
+    from model.loading import load_predictor
+
+    predictor = load_predictor(args.model, threads=args.threads or None)
+    return label_archive(args.archive, args.out, predictor, args.batch_files, model_dir=str(args.model))
+
+
 def write_review_queue(args) -> None:
-    from renda.archive import REVIEW_COLUMNS, committed_parts, review_queue
+    from apps.archive import REVIEW_COLUMNS, committed_parts, review_queue
 
     if not committed_parts(args.archive):
         raise DataError(args.archive, "no labelled archive here (run `renda label-archive` first)")
@@ -408,7 +423,7 @@ def read_paragraphs(path: Path) -> list[dict]:
 def classify(args) -> int:
     from tqdm.auto import tqdm
 
-    from model.predictor import load_predictor
+    from model.loading import load_predictor
 
     inputs = [(path, read_input(path)) for path in args.files]  # all checked before the model loads
     predictor = load_predictor(args.model)

@@ -117,7 +117,7 @@ def plot_trends(archive: Path | str, by: str, out: Path | str | None = None, poo
                 top: int = 30) -> list[Path]:
     """share_<measure>_by_<by>.png and .csv, for paragraphs and characters, under `out`
     (default ARCHIVE/plots). A body plot shows the `top` bodies with most reports; its CSV, all."""
-    from renda.archive import read_table
+    from apps.archive import read_table
 
     if by not in AXES:
         raise ValueError(f"--by must be one of {', '.join(AXES)}")

@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from renda.archive import archive_files, label_archive, parse_file
+from apps.archive import archive_files, label_archive, parse_file
 from renda.records import atomic_write_text
 
 
 def bench(archive: Path, model_dir: Path, threads: int, ray_actors: int) -> dict:
-    from model.predictor import load_predictor
+    from model.loading import load_predictor
 
     def fresh():  # a new predictor each time: none reads another's cache of recent paragraphs
         return load_predictor(model_dir, threads=threads or None)
@@ -37,7 +37,7 @@ def bench(archive: Path, model_dir: Path, threads: int, ray_actors: int) -> dict
     try:
         figures["local_engine"] = label_archive(archive, work / "local", fresh(), progress=False)["paragraphs_per_second"]
         try:
-            from renda.archive_ray import PARSE_CPUS, label_archive_ray
+            from apps.archive_ray import PARSE_CPUS, label_archive_ray
         except ImportError:
             figures["ray_engine"] = None
         else:

@@ -14,7 +14,7 @@ how long /readyz took at worst, and the server's RSS after warm-up and at the en
 stops sending at the deadline or after --max-requests, every request has a timeout, and the
 server it started is stopped (SIGTERM, then SIGKILL) whatever happens.
 
-usage: python -m serving.bench_load --model DIR [--clients 32] [--seconds 60] [--out FILE]
+usage: python -m bench.load --model DIR [--clients 32] [--seconds 60] [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from model.bench_predict import rss_mb
+from bench.helpers import free_port, rss_mb
 from renda.records import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,12 +200,6 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_ready(url: str, process: subprocess.Popen | None, limit_s: float) -> None:
     deadline = time.monotonic() + limit_s
     with httpx.Client(base_url=url, timeout=5) as http:
@@ -226,7 +219,7 @@ def start_server(model: Path, env_overrides: dict[str, str], log_path: Path) -> 
     port = free_port()
     env = {**os.environ, "LOG_LEVEL": "WARNING", **env_overrides}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "renda.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
+        process = subprocess.Popen([sys.executable, "-m", "apps.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
                                     "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
 

@@ -13,7 +13,7 @@ Then the served backend (what `auto` picks) is profiled at the smallest and larg
 share of its time spent tokenizing, in the model and in the rest, and the share of padding tokens.
 
 Writes OUT/predict.json, OUT/predict.md (the table), OUT/predict.png and OUT/profile.md.
-usage: python -m model.bench_predict --model DIR --corpus DIR --out DIR [--limit N]
+usage: python -m bench.predict --model DIR --corpus DIR --out DIR [--limit N]
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import json
 import os
 import platform
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from bench.helpers import PeakRss
 from model.backends import PARITY_FILE, TORCH, read_parity
 from model.bert import BertPredictor, PairEncoder, read_window_config, set_threads
 from model.context import path_text
@@ -40,35 +40,6 @@ from renda.records import atomic_write_text
 
 BATCHES = (1, 8, 32)
 PLAIN = "plain transformers (model card)"
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of a process now, in MB (Linux /proc)."""
-    with open(f"/proc/{pid}/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRss:
-    """The highest RSS of this process while the block runs, sampled every few milliseconds."""
-
-    def __init__(self, every_s: float = 0.005):
-        self.every, self.peak, self._stop = every_s, 0.0, threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb())
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "PeakRss":
-        self.peak = rss_mb()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
 
 
 class PlainCard:

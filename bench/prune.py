@@ -1,6 +1,6 @@
 """What pruning the 250k-piece vocabulary to the pieces Chinese text uses does: folder size,
 load time, inference and training-step speed, and whether any paragraph tokenises differently
-(if none does, predictions are the same). usage: python -m model.bench_prune --corpus DIR --out FILE"""
+(if none does, predictions are the same). usage: python -m bench.prune --corpus DIR --out FILE"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
    with its macro-F1 before and after. The model folder is a copy: the one served stays as it is.
 
 Writes OUT/review.json and OUT/review.md.
-usage: python -m serving.bench_review --model DIR --corpus DIR --out DIR [--reports FILE…]
+usage: python -m bench.review --model DIR --corpus DIR --out DIR [--reports FILE…]
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Measure what batching concurrent requests buys: the real service over HTTP, several client
 threads sending one paragraph each, with the batcher on (settings) and off (one request at a
-time). Writes the figures as JSON.  usage: python -m serving.bench --model DIR --out FILE"""
+time). Writes the figures as JSON.  usage: python -m bench.serve --model DIR --out FILE"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from bench.helpers import free_port
 from renda.settings import Settings
 from serving.main import create_app
 
@@ -26,12 +26,6 @@ PARAGRAPHS = [
     "认真落实县委决策部署，严格执行请示报告制度。",
     "计划听取审议专项工作报告十二个。",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(model: Path, clients: int, seconds: float, settings: Settings) -> dict:

@@ -16,7 +16,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.predictor import META_FILE, Predictor, load_predictor
+from model.predictor import META_FILE, Predictor
+from model.loading import load_predictor
 from renda import __version__
 from renda.settings import Settings, get_settings
 from serving.page import install_page

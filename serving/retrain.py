@@ -42,7 +42,7 @@ class Retrainer:
 
     def command(self) -> list[str]:
         s = self.settings
-        command = [sys.executable, "-m", "renda.cli", "retrain", "--corpus", *s.retrain_corpus,
+        command = [sys.executable, "-m", "apps.cli", "retrain", "--corpus", *s.retrain_corpus,
                    "--corrections", str(s.corrections_dir), "--out", str(self.model_dir), "--base-model", s.base_model,
                    "--threads", str(s.threads), "--seed", str(s.seed)]
         for item in s.retrain_set:
@@ -51,10 +51,9 @@ class Retrainer:
 
     def epochs(self) -> int | None:
         try:
-            from renda.cli import setting
-            from training.config import CONFIG_FILE, load_config
+            from training.config import CONFIG_FILE, load_config, parse_setting
 
-            return load_config(CONFIG_FILE, **dict(setting(item) for item in self.settings.retrain_set)).epochs
+            return load_config(CONFIG_FILE, **dict(parse_setting(item) for item in self.settings.retrain_set)).epochs
         except Exception:  # progress only: never stops a retrain
             return None
 

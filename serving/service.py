@@ -3,7 +3,7 @@
 Requests are blocking calls made from FastAPI's thread pool. Each one hands its paragraphs to a
 single worker thread, which waits a few milliseconds for others to arrive and runs them through
 the model together (one padded batch instead of many small ones), then hands each request its
-own results. `make bench-serve` (serving/bench.py) measures what that buys.
+own results. `make bench-serve` (bench/serve.py) measures what that buys.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ import pytest
 
 from tests.conftest import skip_unless_required
 
-from renda import archive
+from apps import archive
 from renda.parsing import is_furniture
-from renda.archive import label_archive, read_table
+from apps.archive import label_archive, read_table
 from renda.labels import LABELS
 from renda.report_meta import report_meta
 
@@ -113,7 +113,7 @@ def write_archive(root: Path, bad: bool = True) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(tiny_model):
-    from model.predictor import load_predictor
+    from model.loading import load_predictor
 
     return load_predictor(tiny_model, threads=1)
 
@@ -280,7 +280,7 @@ def test_out_is_refused_for_another_model(tmp_path, predictor):
 
 
 def test_cli_label_archive_and_plot(tmp_path, tiny_model, capsys):
-    from renda.cli import main
+    from apps.cli import main
 
     root = write_archive(tmp_path / "archive")
     assert main(["label-archive", str(root), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
@@ -313,7 +313,7 @@ def test_ray_engine_equals_the_local_engine(tmp_path, tiny_model, predictor):
         import ray
     except ImportError:
         skip_unless_required("ray", "Ray is an optional extra: pip install -e '.[scale]'")
-    from renda.archive_ray import label_archive_ray
+    from apps.archive_ray import label_archive_ray
 
     root = write_archive(tmp_path / "archive")
     label_archive(root, tmp_path / "local", predictor, batch_files=2, progress=False)

@@ -1,9 +1,9 @@
 import json
 
-from model.predictor import load_predictor
+from model.loading import load_predictor
 from training.dataset import load_split
-from training.evaluate import evaluate_predictor, score, write_evaluations
-from training.pipeline import fit_baseline, run_baseline, run_eval
+from training.evaluate import score
+from training.pipeline import run_baseline, run_eval
 from model.predictor import Prediction
 from renda.labels import LABELS
 from renda.records import Record

@@ -131,7 +131,7 @@ def test_lru_cache_alone():
 
 
 def test_settings_reach_the_loaded_predictor(tiny_model, monkeypatch):
-    from model.predictor import load_predictor
+    from model.loading import load_predictor
 
     monkeypatch.setenv("CACHE_SIZE", "7")
     monkeypatch.setenv("MAX_BATCH_TOKENS", "96")

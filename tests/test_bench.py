@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from model import bench_predict
-from serving import bench_load
+from bench import predict as bench_predict
+from bench import load as bench_load
 from tests.conftest import STARTER
 
 SHORT = ["制定条例两件。", "听取审议专项工作报告。", "加强代表联络站建设。", "坚持党的领导。"]

@@ -14,8 +14,9 @@ from model.calibration import (
     Calibrated, as_arrays, calibrated, ece, fit_temperature, is_uncertain, nll, prediction_ece, reliability, scale,
     stored_temperatures,
 )
-from model.predictor import Prediction, load_predictor
-from renda.cli import main
+from model.predictor import Prediction
+from model.loading import load_predictor
+from apps.cli import main
 from renda.labels import LABELS
 from serving.main import create_app
 from tests.test_service import PARAGRAPHS, settings, wait_ready

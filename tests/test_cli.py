@@ -1,4 +1,4 @@
-"""`renda classify` (and the help of every sub-command), through renda.cli.main on the tiny model."""
+"""`renda classify` (and the help of every sub-command), through apps.cli.main on the tiny model."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS
-from model.predictor import load_predictor
-from renda.cli import build_parser, main
+from model.loading import load_predictor
+from apps.cli import build_parser, main
 from renda.labels import LABELS
 from renda.labelling import heading_paths
 from renda.parsing import parse_report
@@ -394,7 +394,7 @@ def test_classify_help_names_its_options(capsys):
 
 def test_seed_zero_is_a_seed(tmp_path):
     """`--seed 0` is honoured, not replaced by the default (0 is falsy)."""
-    from renda.cli import main
+    from apps.cli import main
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from renda.cli import main
+from apps.cli import main
 from renda.records import Record
 from training.corpus_compare import compare_corpora, distinguish, features
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from model.predictor import Prediction
-from renda.cli import main
+from apps.cli import main
 from renda.labels import LABELS
 from renda.records import DataError, Record
 from tests.conftest import STARTER, TINY_OVERRIDES

@@ -80,7 +80,7 @@ def test_too_few_reports(tmp_path):
     ],
 )
 def test_make_data_stops_on_bad_input_and_writes_nothing(small_corpus, tmp_path, capsys, name, content, expected):
-    from renda.cli import main
+    from apps.cli import main
 
     path = small_corpus / name
     if content is None:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,9 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from bench.helpers import free_port
 from fastapi.testclient import TestClient
 
-from renda.cli import main
+from apps.cli import main
 from serving.main import create_app
 from serving.service import ModelService
 from tests.conftest import ROOT, TINY_OVERRIDES
@@ -143,12 +144,6 @@ def test_a_broken_model_folder_is_reported_not_served(tiny_model, tmp_path, case
 # --- subprocesses: `renda serve` and `renda train` as a user runs them --------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def environment(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL_DIR", "MAKEFLAGS", "MAKELEVEL")}
     env.update(THREADS="1", LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **extra)
@@ -157,7 +152,7 @@ def environment(**extra: str) -> dict:
 
 def renda(*args: str, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "renda.cli", *args], cwd=ROOT, env=environment(),
+        return subprocess.Popen([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, env=environment(),
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -11,7 +11,8 @@ from model.baseline import BaselinePredictor
 from model.bert import BertPredictor
 from model.calibration import calibrated
 from model.fused import FusedPredictor, fit_weight, mix
-from model.predictor import Prediction, load_predictor
+from model.predictor import Prediction
+from model.loading import load_predictor
 from renda.labels import LABELS
 from tests.conftest import TINY_OVERRIDES
 from training.config import load_config

@@ -17,7 +17,7 @@ def modules() -> dict[str, Path]:
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The project's modules a file imports (`from renda import archive` counts as renda.archive)."""
+    """The project's modules a file imports (`from apps import archive` counts as apps.archive)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):

@@ -14,7 +14,7 @@ from model.backends import PARITY_FILE, choose_backend, load_bert_predictor
 from model.bert import BertPredictor, WindowedPredictor
 from model.context import path_text
 from model.onnx_backend import ONNX_FILES, OnnxPredictor
-from model.predictor import load_predictor
+from model.loading import load_predictor
 from renda.labels import LABELS
 from training import export as export_module
 from training.dataset import load_split
@@ -176,7 +176,7 @@ def test_an_export_that_fails_parity_is_recorded_failed_and_not_used(copy, tiny_
 
 
 def test_export_is_skipped_when_up_to_date_and_refuses_other_models(tiny_onnx_model, tmp_path, capsys):
-    from renda.cli import main
+    from apps.cli import main
 
     before = (tiny_onnx_model / PARITY_FILE).read_bytes()
     assert main(["export", "--model", str(tiny_onnx_model), "--if-stale"]) == 0

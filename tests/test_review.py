@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -180,8 +179,8 @@ def test_the_swap_under_concurrent_requests(tmp_path):
 # --- the review queue --------------------------------------------------------------------------------
 
 def test_the_review_queue_of_an_archive(tmp_path, capsys):
-    from renda.archive import label_archive, review_queue
-    from renda.cli import main
+    from apps.archive import label_archive, review_queue
+    from apps.cli import main
 
     root = tmp_path / "archive"
     root.mkdir()

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS, heading_path_of
-from model.predictor import load_predictor
+from model.loading import load_predictor
 from renda.labels import LABELS, load_rules
 from renda.parsing import parse_report
 from renda.settings import Settings

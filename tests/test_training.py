@@ -8,7 +8,7 @@ import torch
 
 from model.bert import BertPredictor
 from model.context import path_text
-from model.predictor import load_predictor
+from model.loading import load_predictor
 from renda.labels import LABELS
 from tests.conftest import TINY_OVERRIDES
 from training import train as train_module

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from renda.archive import commit_batch, report_row
+from apps.archive import commit_batch, report_row
 from renda.labels import LABELS
-from renda.trends import plot_trends, share_table
+from apps.trends import plot_trends, share_table
 
 # (body, level, year, [(section label, characters), …]): one report each.
 REPORTS = [
@@ -93,7 +93,7 @@ def test_the_year_axis_is_in_whole_years(tmp_path):
 
 
 def test_plot_command_and_its_errors(tmp_path, capsys):
-    from renda.cli import main
+    from apps.cli import main
 
     assert main(["plot", str(tmp_path), "--by", "year"]) == 2  # no table yet
     assert "label-archive" in capsys.readouterr().err

@@ -44,3 +44,11 @@ def load_config(path: Path | str = CONFIG_FILE, **overrides) -> TrainConfig:
     raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**raw)
+
+
+def parse_setting(value: str) -> tuple[str, str]:
+    """KEY=VALUE, the key naming a training setting (TrainConfig checks the value when loaded)."""
+    key, sep, raw = value.partition("=")
+    if not sep or key not in TrainConfig.model_fields:
+        raise ValueError(f"{value!r}: expected KEY=VALUE with KEY one of {', '.join(TrainConfig.model_fields)}")
+    return key, raw

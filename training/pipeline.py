@@ -9,20 +9,21 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from model.baseline import BaselinePredictor
+from training.recipes import fit_baseline, fuse, shared_settings  # noqa: F401 (the pipeline's names too)
 from model import baseline as model_baseline
-from model.predictor import META_FILE, load_predictor
+from model.predictor import META_FILE
+from model.loading import load_predictor
 from model.publish import staged_directory
 from renda.corpus import label_records, load_corpus, report_runs
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
-from training.dataset import assign_splits, build_dataset, load_split, row_weights
+from training.dataset import assign_splits, build_dataset, load_split
 from training.evaluate import (
     MODES, Evaluation, cross_validate_many, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
     report_folds, score, write_evaluations,
@@ -56,28 +57,6 @@ def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
         print(f"{print_name} in {model_dir} is up to date (same data and settings); skipped")
         return True
     return False
-
-
-def shared_settings():
-    """The input settings of training/config.toml the n-gram recipe reads too: its own context
-    dropout (`ngram_context_dropout`) and the starter corpus's weight."""
-    from training.config import load_config
-
-    return load_config()
-
-
-def fit_baseline(records: list[Record], seed: int, extra: dict | None = None, dev: list[Record] | None = None,
-                 config=None) -> BaselinePredictor:
-    """The n-gram recipe on the paragraphs and their heading paths; whole-report weights from `dev`."""
-    config = config or shared_settings()
-    meta = {"kind": "baseline", "labels": LABELS, "model_id": "baseline-tfidf-char-lr", "starter_weight": config.starter_weight,
-            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
-    model = BaselinePredictor.fit([r.text for r in records], [r.label for r in records], LABELS, seed, meta,
-                                  [r.heading_path or [] for r in records], config.ngram_context_dropout,
-                                  row_weights(records, config.starter_weight))
-    if dev:
-        model.info["combiner"] = fit_report_combiner(model, dev, "dev").to_dict()
-    return model
 
 
 def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) -> dict:
@@ -280,15 +259,6 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
     print(summary)
     print(f"metrics, confusion matrices and errors (worst first) in {out}")
     return evaluations
-
-
-def fuse(encoder, ngram: BaselinePredictor, dev: list[Record]):
-    """The encoder and the n-gram model averaged, the encoder's share per mode fitted on `dev`
-    (its whole-report weights are the caller's to fit)."""
-    from model.fused import FusedPredictor, fit_fusion
-
-    weights = fit_fusion(encoder, ngram, [r.text for r in dev], [r.heading_path or [] for r in dev], [r.label for r in dev])
-    return FusedPredictor(encoder, ngram, info={**encoder.info, **weights}, **weights)
 
 
 def search_table(evaluations: list[Evaluation]) -> str:

@@ -258,7 +258,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
     meta.update(fit_dev_temperatures(tuned.predictor(meta, config), dev))
     served, ngram = calibrated(tuned.predictor(meta, config)), None
     if config.fusion:  # the n-gram model on the same training split, averaged in with weights fitted on dev
-        from training.pipeline import fit_baseline, fuse
+        from training.recipes import fit_baseline, fuse
 
         ngram = fit_baseline(train, config.seed, {"model_id": "ngram", "dataset": str(dataset_dir)}, config=config)
         served = fuse(served, ngram, dev)

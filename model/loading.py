@@ -1,0 +1,32 @@
+"""Loading a model folder: whichever kind it holds, calibrated, fused and checked. Apart from the
+interface (model/predictor.py), which every model kind imports: the loader imports the kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model.predictor import Predictor, read_meta
+
+
+def load_predictor(model_dir: Path | str, **options) -> Predictor:
+    """Load whichever kind of model the directory holds, its scores calibrated by the temperatures
+    fitted at training time (model/calibration.py) when the folder stores them, and fused with the
+    n-gram model it stores when its metadata says so (model/fused.py). Every stored value is checked
+    here (ValueError naming it), so a broken folder is refused at load, never inside a request."""
+    from model.calibration import calibrated
+    from model.reports import Combiner
+
+    kind = read_meta(model_dir)["kind"]
+    if kind == "baseline":
+        from model.baseline import BaselinePredictor
+
+        predictor = calibrated(BaselinePredictor.load(model_dir))
+    elif kind == "bert":
+        from model.backends import load_bert_predictor  # torch or ONNX, by the BACKEND setting
+        from model.fused import with_fusion
+
+        predictor = with_fusion(calibrated(load_bert_predictor(model_dir, **options)), model_dir)
+    else:
+        raise ValueError(f"{model_dir}: unknown model kind {kind!r}")
+    Combiner.from_meta(predictor.info)  # the whole-report weights, checked now
+    return predictor
