@@ -366,20 +366,13 @@ HEADING_PATH_SEPARATOR = "›"  # a CSV `heading_path` may be headings joined by
 
 def _context(path: Path, number: int, heading, heading_path) -> list[str]:
     """The heading path read with a paragraph, from its `heading` and `heading_path` values
-    (either may be missing); bad values stop with the file and line named."""
-    from model.context import MAX_HEADING_CHARS, MAX_PATH_ITEMS, heading_path_of
+    (either may be missing); bad values stop with the file and line named (model/context.py checks)."""
+    from model.context import heading_path_of, heading_path_problem
 
-    if heading is not None and not isinstance(heading, str):
-        raise DataError(path, f"`heading` must be a string, not {type(heading).__name__}", number)
-    if heading_path is not None and not (isinstance(heading_path, list) and all(isinstance(h, str) for h in heading_path)):
-        raise DataError(path, "`heading_path` must be a list of strings (the headings above the paragraph, outermost first)", number)
-    heading_path = heading_path or []
-    if len(heading_path) > MAX_PATH_ITEMS:
-        raise DataError(path, f"`heading_path` has {len(heading_path)} items; the limit is {MAX_PATH_ITEMS}", number)
-    for name, value in [("heading", heading or "")] + [(f"heading_path[{j}]", h) for j, h in enumerate(heading_path)]:
-        if len(value) > MAX_HEADING_CHARS:
-            raise DataError(path, f"`{name}` has {len(value):,} characters; the limit is {MAX_HEADING_CHARS}", number)
-    return heading_path_of(heading.strip() if heading else None, [h.strip() for h in heading_path])
+    if problem := heading_path_problem(heading, heading_path):
+        field, message = problem
+        raise DataError(path, f"`{field}` {message}", number)
+    return heading_path_of(heading.strip() if heading else None, [h.strip() for h in heading_path or []])
 
 
 def _csv_heading_path(path: Path, number: int, value: str | None) -> list[str] | None:

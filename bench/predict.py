@@ -37,6 +37,7 @@ from model.context import path_text
 from model.onnx_backend import ONNX_FILES, OnnxPredictor
 from model.predictor import read_meta
 from renda.records import atomic_write_text
+from model.metrics import macro_f1
 
 BATCHES = (1, 8, 32)
 PLAIN = "plain transformers (model card)"
@@ -125,12 +126,6 @@ def labels_of(predictor) -> Callable[[list[str], list[list[str]]], list[str]]:
 def agreement(labels: list[str], reference: list[str], mask: list[bool] | None = None) -> float:
     pairs = [(a, b) for i, (a, b) in enumerate(zip(labels, reference)) if mask is None or mask[i]]
     return round(sum(a == b for a, b in pairs) / len(pairs), 4) if pairs else float("nan")
-
-
-def macro_f1(gold: list[str], labels: list[str]) -> float:
-    from sklearn.metrics import f1_score
-
-    return round(float(f1_score(gold, labels, labels=sorted(set(gold)), average="macro", zero_division=0)), 4)
 
 
 def cache_figures(load, reports: list[Path], cache_size: int) -> dict:
@@ -288,7 +283,7 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
     for row in rows:
         labels = row.pop("labels")
         row.update(agreement=agreement(labels, reference), agreement_one_window=agreement(labels, reference, fits),
-                   macro_f1=macro_f1(gold, labels))
+                   macro_f1=round(macro_f1(gold, labels), 4))
 
     profiles = []
     from model.backends import load_bert_predictor

@@ -29,6 +29,7 @@ from renda.corpus import label_report_text, load_corpus
 from renda.records import atomic_write_text, read_text_file
 from renda.settings import get_settings
 from serving.main import create_app
+from model.metrics import macro_f1
 
 
 def wait_ready(client: TestClient, timeout: float = 300) -> None:
@@ -63,12 +64,6 @@ def labels(client: TestClient, rows: list, per_call: int = 128) -> tuple[list[st
             {"text": r.text, "heading_path": r.heading_path or []} for r in chunk]}).json()["results"]
         alone += client.post("/v1/classify", json={"paragraphs": [r.text for r in chunk]}).json()["results"]
     return [r["label"] for r in with_path], [r["label"] for r in alone]
-
-
-def macro_f1(gold: list[str], predicted: list[str]) -> float:
-    from sklearn.metrics import f1_score
-
-    return round(float(f1_score(gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0)), 4)
 
 
 def retrain_loop(model_dir: Path, reports: list[Path], corpus: list[str], work: Path) -> dict:
@@ -111,8 +106,8 @@ def retrain_loop(model_dir: Path, reports: list[Path], corpus: list[str], work: 
         "real_paragraphs": len(real),
         "real_changed_with_path": sum(a != b for a, b in zip(real_path_before, real_path_after)),
         "real_changed_alone": sum(a != b for a, b in zip(real_alone_before, real_alone_after)),
-        "real_macro_f1_with_path": [macro_f1(gold, real_path_before), macro_f1(gold, real_path_after)],
-        "real_macro_f1_alone": [macro_f1(gold, real_alone_before), macro_f1(gold, real_alone_after)],
+        "real_macro_f1_with_path": [round(macro_f1(gold, real_path_before), 4), round(macro_f1(gold, real_path_after), 4)],
+        "real_macro_f1_alone": [round(macro_f1(gold, real_alone_before), 4), round(macro_f1(gold, real_alone_after), 4)],
         "held_out_old": state["old"]["held_out_metrics"].get("macro_f1"),
         "held_out_new": state["new"]["held_out_metrics"].get("macro_f1"),
     }

@@ -73,26 +73,28 @@ def choose_backend(model_dir: Path | str, wanted: str, meta: dict | None = None)
 
 
 def load_bert_predictor(model_dir: Path | str, threads: int | None = None, backend: str | None = None,
-                        cache_size: int | None = None, max_batch_tokens: int | None = None) -> WindowedPredictor:
-    """A BERT folder behind the backend the settings ask for (arguments override them)."""
+                        cache_size: int | None = None, max_batch_tokens: int | None = None,
+                        meta: dict | None = None) -> WindowedPredictor:
+    """A BERT folder behind the backend the settings ask for (arguments override them); `meta`: the
+    folder's metadata when the caller has read it (it is read once per load)."""
     from renda.settings import get_settings
 
     settings = get_settings()
     backend = backend or settings.backend
     cache_size = settings.cache_size if cache_size is None else cache_size
     max_batch_tokens = max_batch_tokens or settings.max_batch_tokens
-    meta = read_meta(model_dir)
+    meta = meta or read_meta(model_dir)
     chosen, reason = choose_backend(model_dir, backend, meta)
     predictor: WindowedPredictor | None = None
     if chosen != TORCH:
         from model.onnx_backend import OnnxPredictor
 
         try:
-            predictor = OnnxPredictor.load(model_dir, chosen, threads, max_batch_tokens, cache_size)
+            predictor = OnnxPredictor.load(model_dir, chosen, threads, max_batch_tokens, cache_size, meta)
         except Exception as error:  # a broken or unloadable export: torch still serves
             reason = f"{reason}; but it failed to load ({type(error).__name__}: {' '.join(str(error).split())[:300]}): torch"
     if predictor is None:
-        predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens, cache_size=cache_size)
+        predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens, cache_size=cache_size, meta=meta)
     predictor.backend_reason = reason
     if settings.first_window:
         predictor.first_window_threshold = first_window_threshold(model_dir, meta)

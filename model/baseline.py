@@ -64,9 +64,9 @@ class BaselinePredictor:
         return cls(vocabulary, tfidf.idf_, clf.coef_, clf.intercept_, [str(c) for c in clf.classes_], label_names, meta)
 
     @classmethod
-    def load(cls, model_dir: Path | str) -> "BaselinePredictor":
+    def load(cls, model_dir: Path | str, meta: dict | None = None) -> "BaselinePredictor":
         model_dir = Path(model_dir)
-        meta = read_meta(model_dir)
+        meta = meta or read_meta(model_dir)
         for name in (VOCABULARY_FILE, WEIGHTS_FILE):
             if not (model_dir / name).is_file():
                 raise FileNotFoundError(f"{model_dir}: baseline model without {name}; retrain it with `make baseline`")

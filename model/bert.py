@@ -262,13 +262,13 @@ class BertPredictor(WindowedPredictor):
 
     @classmethod
     def load(cls, model_dir: Path | str, threads: int | None = None, batch_size: int = 32,
-             max_batch_tokens: int | None = None, cache_size: int = 0) -> "BertPredictor":
+             max_batch_tokens: int | None = None, cache_size: int = 0, meta: dict | None = None) -> "BertPredictor":
         from transformers import AutoTokenizer
 
         from model.pooling import load_classifier
 
         set_threads(threads)
-        meta = read_meta(model_dir)
+        meta = meta or read_meta(model_dir)  # the caller's copy, when it has read it already
         max_length, stride, prefix = read_window_config(model_dir)
         model = load_classifier(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)

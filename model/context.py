@@ -20,6 +20,26 @@ READ_PATH_ITEMS = 3  # the outermost (the part) and the two innermost carry the 
 SEPARATOR = " › "
 
 
+def heading_path_problem(heading, heading_path) -> tuple[str, str] | None:
+    """(field, what is wrong) with a paragraph's context as a caller gave it, or None: the one check
+    of the CLI's paragraph files and the service (whose schema has checked the types already)."""
+    from renda.parsing import bad_character
+
+    if heading is not None and not isinstance(heading, str):
+        return "heading", f"must be a string, not {type(heading).__name__}"
+    if heading_path is not None and not (isinstance(heading_path, list) and all(isinstance(h, str) for h in heading_path)):
+        return "heading_path", "must be a list of strings (the headings above the paragraph, outermost first)"
+    items = heading_path or []
+    if len(items) > MAX_PATH_ITEMS:
+        return "heading_path", f"has {len(items)} items; the limit is {MAX_PATH_ITEMS}"
+    for name, value in [("heading", heading or "")] + [(f"heading_path[{j}]", h) for j, h in enumerate(items)]:
+        if len(value) > MAX_HEADING_CHARS:
+            return name, f"has {len(value):,} characters; the limit is {MAX_HEADING_CHARS}"
+        if problem := bad_character(value):
+            return name, problem
+    return None
+
+
 def heading_path_of(heading: str | None, heading_path: Sequence[str] | None) -> list[str]:
     """One path from the two ways a caller can give context: `heading_path` if given (with
     `heading` appended when it is not already the last item), else `[heading]`, else []."""

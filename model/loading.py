@@ -16,16 +16,17 @@ def load_predictor(model_dir: Path | str, **options) -> Predictor:
     from model.calibration import calibrated
     from model.reports import Combiner
 
-    kind = read_meta(model_dir)["kind"]
+    meta = read_meta(model_dir)  # once, passed down to the loaders
+    kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == "baseline":
         from model.baseline import BaselinePredictor
 
-        predictor = calibrated(BaselinePredictor.load(model_dir))
+        predictor = calibrated(BaselinePredictor.load(model_dir, meta))
     elif kind == "bert":
         from model.backends import load_bert_predictor  # torch or ONNX, by the BACKEND setting
         from model.fused import with_fusion
 
-        predictor = with_fusion(calibrated(load_bert_predictor(model_dir, **options)), model_dir)
+        predictor = with_fusion(calibrated(load_bert_predictor(model_dir, meta=meta, **options)), model_dir)
     else:
         raise ValueError(f"{model_dir}: unknown model kind {kind!r}")
     Combiner.from_meta(predictor.info)  # the whole-report weights, checked now

@@ -44,13 +44,13 @@ class OnnxPredictor(WindowedPredictor):
 
     @classmethod
     def load(cls, model_dir: Path | str, backend: str = "onnx", threads: int | None = None,
-             max_batch_tokens: int = 4096, cache_size: int = 0) -> "OnnxPredictor":
+             max_batch_tokens: int = 4096, cache_size: int = 0, meta: dict | None = None) -> "OnnxPredictor":
         from transformers import AutoTokenizer
 
         path = Path(model_dir) / ONNX_FILES[backend]
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        meta = read_meta(model_dir)
+        meta = meta or read_meta(model_dir)
         max_length, stride, prefix = read_window_config(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return cls(open_session(path, threads), tokenizer, meta, max_length, stride, prefix, backend, max_batch_tokens, cache_size)

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from model.predictor import Prediction, Predictor, is_real
-from renda.labelling import Segment, heading_paths, segment_report, segment_rule
+from renda.labelling import Segment, heading_paths, segment_report
 from renda.labels import load_rules
 from renda.parsing import Paragraph, parse_report
+from model.metrics import macro_f1
 
 RULE_KINDS = ("part", "preamble", "heading", "keywords")
 
@@ -98,7 +99,7 @@ def paragraph_units(paragraphs: list[Paragraph], member_of: list[int | None] | N
     for segment in segments or segment_report(paragraphs, rules):
         members = tuple(member_of[i] for i in segment.members if member_of[i] is not None)
         if members:
-            units.append(Unit(segment.heading, *segment_rule(segment, paragraphs, rules), members))
+            units.append(Unit(segment.heading, segment.rule, segment.rule_kind, members))
     return units
 
 
@@ -133,19 +134,16 @@ def fit_combiner(units: list[Unit], predictions: list[Prediction], gold: list[st
                  grid: tuple[float, ...] = (0.0, 0.5, 2.0, 8.0), fitted_on: str = "dev") -> Combiner:
     """The weights (one per rule kind, from `grid`) with the best macro-F1 of the section labels
     against `gold`; ties go to the weights nearest the defaults. Fit on dev or other folds only."""
-    from sklearn.metrics import f1_score
-
     logp = log_probabilities(predictions, labels)
     means = [logp[list(u.members)].mean(axis=0) for u in units]  # once: the grid only moves the weights
     flat_gold = [gold[i] for u in units for i in u.members]
-    present = sorted(set(flat_gold))
     default = Combiner()
     best, best_key = default, None
     for weights in itertools.product(grid, repeat=len(RULE_KINDS)):
         candidate = Combiner(**dict(zip(RULE_KINDS, weights)), fitted_on=fitted_on)
         pred = [labels[int(candidate.scores(unit, mean, labels).argmax())]
                 for mean, unit in zip(means, units) for _ in unit.members]
-        f1 = f1_score(flat_gold, pred, labels=present, average="macro", zero_division=0)
+        f1 = macro_f1(flat_gold, pred)
         distance = sum(abs(np.log1p(candidate.weight(k)) - np.log1p(default.weight(k))) for k in RULE_KINDS)
         key = (round(f1, 6), -distance)
         if best_key is None or key > best_key:

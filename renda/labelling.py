@@ -35,6 +35,8 @@ class Segment:
     kind: str  # preamble | review | unit | plans | closing
     heading: str
     members: list[int] = field(default_factory=list)
+    rule: str | None = None  # the label the rules give it (segment_rule), set by segment_report
+    rule_kind: str | None = None  # what decided it: part, preamble, heading, keywords (None: no signal)
 
     @property
     def fixed(self) -> str | None:
@@ -128,7 +130,10 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
                 segments.append(Segment("unit", para.heading))
                 section_is_unit = para.level == 1
         segments[-1].members.append(i)
-    return [s for s in segments if s.members]
+    segments = [s for s in segments if s.members]
+    for segment in segments:  # each carries its rule and kind: callers never ask the rules again
+        segment.rule, segment.rule_kind = segment_rule(segment, paragraphs, rules)
+    return segments
 
 
 def heading_paths(paragraphs: list[Paragraph], segments: list[Segment] | None = None) -> list[list[str]]:
@@ -159,7 +164,6 @@ def label_paragraphs(paragraphs: list[Paragraph], rules: LabelRules | None = Non
     rules = rules or load_rules()
     labels: list[str | None] = [None] * len(paragraphs)
     for segment in segment_report(paragraphs, rules):
-        label, _ = segment_rule(segment, paragraphs, rules)
         for index in segment.members:
-            labels[index] = label
+            labels[index] = segment.rule
     return [LabelledParagraph(paragraph=p, label=labels[i]) for i, p in enumerate(paragraphs)]

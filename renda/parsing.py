@@ -24,6 +24,23 @@ def has_chinese(text: str) -> bool:
     return CJK.search(text) is not None
 
 
+_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+
+
+def bad_character(text: str) -> str | None:
+    """What is wrong with the first character a report's text must not hold (a control character
+    but newline and tab, an unpaired surrogate, a private-use or unassigned code point), or None."""
+    for position, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            return f"holds an unpaired surrogate (U+{ord(ch):04X}) at character {position}"
+        if category == "Cc" and ch not in _ALLOWED_CONTROL:
+            return f"holds a control character (U+{ord(ch):04X}) at character {position}"
+        if category in ("Cn", "Co"):
+            return f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}"
+    return None
+
+
 # Levels: 1 = section (一、 or a bare part heading), 2 = sub-section （一）, 3 = item (1. / ——).
 _NUMERAL = "一二三四五六七八九十百零〇"
 _LEVEL1 = re.compile(rf"^[{_NUMERAL}]+\s*[、.．]\s*")

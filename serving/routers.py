@@ -24,7 +24,7 @@ from serving.schemas import (
     ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
-from serving.validation import InputProblem, check_characters, check_paragraphs, check_report, check_text
+from serving.validation import InputProblem, check_heading_path, check_paragraphs, check_report, check_text
 
 router = APIRouter()
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
@@ -140,8 +140,7 @@ def explain_paragraph(body: ExplainRequest, request: Request) -> ExplainResponse
     (occlusion, one batch); `reason` is the part whose removal moves the label's score most."""
     settings = request.app.state.settings
     check_text("text", body.text, settings.max_paragraph_chars)
-    for j, heading in enumerate(body.heading_path or []):
-        check_characters(f"heading_path[{j}]", heading)
+    check_heading_path("", None, body.heading_path)
     if body.label is not None and body.label not in LABELS:
         raise InputProblem("label", f"unknown label {body.label!r}; expected one of {', '.join(LABELS)}")
     batched = _Batched(_service(request))

@@ -5,13 +5,12 @@ Every failure names the field and the limit, and becomes a 4xx; nothing reaches 
 
 from __future__ import annotations
 
-import unicodedata
 
-from renda.parsing import has_chinese
+from model.context import heading_path_problem
+from renda.parsing import bad_character, has_chinese
 from renda.settings import Settings
 from serving.schemas import ParagraphInput
 
-_ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
 
 class InputProblem(ValueError):
@@ -32,14 +31,9 @@ def check_text(field: str, text: str, max_chars: int) -> None:
 
 def check_characters(field: str, text: str) -> None:
     """No control characters (but newline and tab), unpaired surrogates, private-use or unassigned code points."""
-    for position, ch in enumerate(text):
-        category = unicodedata.category(ch)
-        if category == "Cs":
-            raise InputProblem(field, f"holds an unpaired surrogate (U+{ord(ch):04X}) at character {position}")
-        if category == "Cc" and ch not in _ALLOWED_CONTROL:
-            raise InputProblem(field, f"holds a control character (U+{ord(ch):04X}) at character {position}")
-        if category == "Cn" or category == "Co":
-            raise InputProblem(field, f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}")
+    problem = bad_character(text)
+    if problem:
+        raise InputProblem(field, problem)
 
 
 def check_paragraphs(paragraphs: list[str | ParagraphInput], settings: Settings) -> None:
@@ -52,10 +46,14 @@ def check_paragraphs(paragraphs: list[str | ParagraphInput], settings: Settings)
             check_text(f"paragraphs[{i}]", paragraph, settings.max_paragraph_chars)
             continue
         check_text(f"paragraphs[{i}].text", paragraph.text, settings.max_paragraph_chars)
-        if paragraph.heading:
-            check_characters(f"paragraphs[{i}].heading", paragraph.heading)
-        for j, heading in enumerate(paragraph.heading_path or []):
-            check_characters(f"paragraphs[{i}].heading_path[{j}]", heading)
+        check_heading_path(f"paragraphs[{i}]", paragraph.heading, paragraph.heading_path)
+
+
+def check_heading_path(where: str, heading: str | None, heading_path: list[str] | None) -> None:
+    """A paragraph's context, by the one check the CLI uses too (model/context.py)."""
+    if problem := heading_path_problem(heading, heading_path):
+        field, message = problem
+        raise InputProblem(f"{where}.{field}" if where else field, message)
 
 
 def check_report(text: str, settings: Settings) -> None:

@@ -163,3 +163,16 @@ def test_row_weights_reach_the_loss(tiny_base, starter_dataset, monkeypatch):
     monkeypatch.setattr(train_module, "weighted_loss", lambda *args: seen.append(args[3]) or weighted_loss(*args))
     fine_tune(train[:8] + [real], [], str(tiny_base), load_config(**{**TINY_OVERRIDES, "max_steps": 2, "starter_weight": 0.25}), progress=False)
     assert sorted(set(torch.cat(seen).tolist())) == [0.25, 1.0]
+
+
+def test_loading_a_model_reads_its_metadata_once(tiny_model):
+    """renda_model.json is read once per load and passed down to every loader."""
+    from pathlib import Path
+    from unittest import mock
+
+    from model.predictor import META_FILE
+
+    read = Path.read_text
+    with mock.patch.object(Path, "read_text", autospec=True, side_effect=read) as spy:
+        load_predictor(tiny_model)
+    assert [call.args[0].name for call in spy.call_args_list].count(META_FILE) == 1

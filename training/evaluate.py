@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from model.calibration import prediction_ece
 from model.predictor import Prediction, Predictor
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write, atomic_write_text, dumps_jsonl
+from model.metrics import macro_f1
 
 
 @dataclass
@@ -31,13 +32,12 @@ def score(name: str, records: list[Record], predictions: list[Prediction], label
     gold = [r.label for r in records]
     pred = [p.label for p in predictions]
     precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
-    present = [label for label in labels if label in gold]  # macro over labels the data has
     metrics = {
         "model": name,
         "paragraphs": len(records),
         "reports": len({r.report_id for r in records}),
         "accuracy": round(float(accuracy_score(gold, pred)), 4),
-        "macro_f1": round(float(f1_score(gold, pred, labels=present, average="macro", zero_division=0)), 4),
+        "macro_f1": round(macro_f1(gold, pred), 4),
         "per_label": {
             label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4), "support": int(s)}
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)

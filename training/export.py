@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from model.backends import PARITY_FILE, TORCH, read_parity
 from model.bert import BertPredictor, WindowedPredictor, softmax
@@ -26,6 +25,7 @@ from model.context import path_text
 from model.onnx_backend import INT8_VARIANTS, ONNX_FILES, OnnxPredictor, export_fp32, quantize_int8
 from model.predictor import Prediction, read_meta
 from renda.records import DataError, Record, atomic_write_text
+from model.metrics import macro_f1
 
 MIN_AGREEMENT = 0.995  # share of labels the export must give as torch does
 MAX_F1_CHANGE = 0.005  # |macro-F1 of the export − macro-F1 of torch|, both against the gold labels
@@ -61,9 +61,8 @@ def predict_both(predictor: WindowedPredictor, records: list[Record]) -> tuple[l
     return with_path + predictor.predict(texts), speed
 
 
-def macro_f1(gold: list[str], predictions: list[Prediction]) -> float:
-    present = sorted(set(gold))
-    return float(f1_score(gold, [p.label for p in predictions], labels=present, average="macro", zero_division=0))
+def predictions_f1(gold: list[str], predictions: list[Prediction]) -> float:
+    return macro_f1(gold, [p.label for p in predictions])
 
 
 def max_logit_difference(reference: WindowedPredictor, candidate: WindowedPredictor, records: list[Record]) -> float:
@@ -75,7 +74,7 @@ def max_logit_difference(reference: WindowedPredictor, candidate: WindowedPredic
 def compare(reference: dict, candidate: WindowedPredictor, torch_predictor: BertPredictor, records: list[Record]) -> dict:
     predictions, speed = predict_both(candidate, records)
     agreement = float(np.mean([a.label == b.label for a, b in zip(reference["predictions"], predictions)]))
-    f1 = macro_f1(reference["gold"], predictions)
+    f1 = predictions_f1(reference["gold"], predictions)
     change = f1 - reference["macro_f1"]
     passed = agreement >= MIN_AGREEMENT and abs(change) <= MAX_F1_CHANGE
     result = {"file": ONNX_FILES[candidate.backend], "passed": passed, "agreement": round(agreement, 4),
@@ -157,7 +156,7 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     torch_predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=budget)
     predictions, speed = predict_both(torch_predictor, records)
     gold = [r.label for r in records] * 2
-    reference = {"predictions": predictions, "gold": gold, "macro_f1": macro_f1(gold, predictions)}
+    reference = {"predictions": predictions, "gold": gold, "macro_f1": predictions_f1(gold, predictions)}
     results = {TORCH: {"file": None, "passed": True, "macro_f1": round(reference["macro_f1"], 4),
                        "paragraphs_per_second": round(speed, 2)}}
     first_window = choose_first_window(torch_predictor, records, predictions)
