@@ -63,10 +63,11 @@ class ReadLimits:
     max_pages: int = 1_000
 
     @classmethod
-    def from_settings(cls) -> "ReadLimits":
+    def from_settings(cls, settings=None) -> "ReadLimits":
+        """The limits of `settings` (default: the environment's): MAX_FILE_BYTES, READ_TIMEOUT_S."""
         from renda.settings import get_settings
 
-        settings = get_settings()
+        settings = settings or get_settings()
         return cls(max_bytes=settings.max_file_bytes, timeout_s=settings.read_timeout_s)
 
 

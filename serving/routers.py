@@ -100,7 +100,7 @@ def classify_report_file(request: Request, file: Annotated[UploadFile, File()],
     name = file.filename or "upload"
     raw = file.file.read(settings.max_file_bytes + 1)
     try:
-        read = read_report(name, raw, ReadLimits(max_bytes=settings.max_file_bytes, timeout_s=settings.read_timeout_s))
+        read = read_report(name, raw, ReadLimits.from_settings(settings))
     except DataError as error:
         status = 415 if isinstance(error, UnsupportedFormat) else 413 if isinstance(error, FileTooLarge) else 422
         raise InputProblem("file", error.message, status) from None
