@@ -102,16 +102,18 @@ def read_report(name: str, raw: bytes | None = None, limits: ReadLimits | None =
     """The report in file `name` (its bytes in `raw`, else read from disk): text one paragraph a line.
     Limits: the settings' (MAX_FILE_BYTES, READ_TIMEOUT_S) unless given."""
     limits = limits or ReadLimits.from_settings()
+
+    def check_size(size: int) -> None:  # before anything is read or parsed
+        if size > limits.max_bytes:
+            raise FileTooLarge(name, f"the file is {size:,} bytes; the limit is {limits.max_bytes:,}")
+
     if raw is None:
         try:
-            size = Path(name).stat().st_size
-            if size > limits.max_bytes:
-                raise FileTooLarge(name, f"the file is {size:,} bytes; the limit is {limits.max_bytes:,}")
+            check_size(Path(name).stat().st_size)
             raw = Path(name).read_bytes()
         except OSError as error:
             raise DataError(name, f"cannot read: {error.strerror or error}") from error
-    if len(raw) > limits.max_bytes:
-        raise FileTooLarge(name, f"the file is {len(raw):,} bytes; the limit is {limits.max_bytes:,}")
+    check_size(len(raw))
     if not raw.strip():
         raise DataError(name, "the file is empty")
     kind = format_of(name, raw)
