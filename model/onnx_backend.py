@@ -91,7 +91,30 @@ INT8_VARIANTS = {
     "per-channel, reduce_range": {"reduce_range": True},
     "per-channel, U8U8": {"weight_type": "QUInt8"},
     "per-channel, reduce_range, weight MatMuls only": {"reduce_range": True, "weights_only": True},
+    # static: activations' ranges calibrated once on dev windows (QDQ), not measured at run time
+    "static, per-channel, reduce_range": {"static": True, "reduce_range": True},
 }
+
+
+def quantize_static_int8(source: Path, path: Path, calibration: list[dict] | None, weight_type, reduce_range: bool = False) -> Path:
+    """QDQ int8 with activation ranges from MinMax calibration over the given batches."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if not calibration:
+        raise ValueError("static quantisation needs calibration batches")
+    names = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.left = iter([{name: batch[name] for name in names} for batch in calibration])
+
+        def get_next(self):
+            return next(self.left, None)
+
+    return atomic_write(path, lambda partial: quantize_static(
+        source, partial, Batches(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8, weight_type=weight_type, op_types_to_quantize=["MatMul"]))
 
 
 def activation_matmuls(path: Path | str) -> list[str]:
@@ -104,13 +127,16 @@ def activation_matmuls(path: Path | str) -> list[str]:
     return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & (weights | constants)]
 
 
-def quantize_int8(source: Path, path: Path, variant: str = "per-channel") -> Path:
-    """Dynamic int8 weights for the MatMuls, per channel (activations quantised at run time), with
-    the options of `variant` (INT8_VARIANTS)."""
+def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None) -> Path:
+    """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
+    dynamic (activations quantised at run time), or static (their ranges calibrated on
+    `calibration`, padded batches of windows as the predictor feeds the model)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     options = dict(INT8_VARIANTS[variant])
     weight_type = getattr(QuantType, options.pop("weight_type", "QInt8"))
+    if options.pop("static", False):
+        return quantize_static_int8(source, path, calibration, weight_type, **options)
     if options.pop("weights_only", False):
         options["nodes_to_exclude"] = activation_matmuls(source)
     return atomic_write(path, lambda partial: quantize_dynamic(source, partial, weight_type=weight_type, per_channel=True,

@@ -76,7 +76,12 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     # the file holds the kept variant: its scores are what that variant's parity check saw
     again = OnnxPredictor.load(tiny_onnx_model, "onnx-int8").predict(TEXTS, CONTEXTS)
     fresh_path = tiny_onnx_model / "fresh.int8.onnx"
-    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, kept["variant"])
+    from model.predictor import read_meta
+    from training.export import calibration_batches, parity_records
+
+    records, _ = parity_records(tiny_onnx_model, read_meta(tiny_onnx_model), None)  # what the export calibrated on
+    calibration = calibration_batches(BertPredictor.load(tiny_onnx_model), records)
+    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, kept["variant"], calibration)
     import onnx
 
     assert onnx.load(str(fresh_path)).graph == onnx.load(str(tiny_onnx_model / "model.int8.onnx")).graph
@@ -84,6 +89,13 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     assert len(again) == len(TEXTS)
     # the weights-only variant leaves the attention products (no weight input) unquantised
     assert len(activation_matmuls(tiny_onnx_model / "model.onnx")) == 2 * 2  # two per layer, two layers
+    # the static variant is QDQ: its activations are quantised by calibrated scales, not at run time
+    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "static, per-channel, reduce_range", calibration)
+    ops = {node.op_type for node in onnx.load(str(fresh_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
+    fresh_path.unlink()
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "static, per-channel, reduce_range")
 
 
 def test_onnx_predictions_match_torch_through_the_same_windows(tiny_onnx_model):

@@ -22,10 +22,10 @@ import numpy as np
 from model.backends import PARITY_FILE, TORCH, read_parity
 from model.bert import BertPredictor, WindowedPredictor, softmax
 from model.context import path_text
+from model.metrics import macro_f1
 from model.onnx_backend import INT8_VARIANTS, ONNX_FILES, OnnxPredictor, export_fp32, quantize_int8
 from model.predictor import Prediction, read_meta
 from renda.records import DataError, Record, atomic_write_text
-from model.metrics import macro_f1
 
 MIN_AGREEMENT = 0.995  # share of labels the export must give as torch does
 MAX_F1_CHANGE = 0.005  # |macro-F1 of the export − macro-F1 of torch|, both against the gold labels
@@ -134,6 +134,16 @@ def is_current(model_dir: Path, meta: dict) -> bool:
         (model_dir / result["file"]).is_file() for result in record["backends"].values() if result.get("file"))
 
 
+def calibration_batches(predictor: BertPredictor, records: list[Record], paragraphs: int = 96, batch: int = 16) -> list[dict]:
+    """Padded batches of the windows the model reads (the first `paragraphs` records, with and
+    without their heading paths): what static int8 calibrates its activation ranges on."""
+    chosen = records[:paragraphs]
+    texts = [r.text for r in chosen] * 2
+    paths = [path_text(r.heading_path) for r in chosen] + [""] * len(chosen)
+    windows = [features for _, features in predictor.pairs.windows(paths, texts, predictor.stride)]
+    return [predictor.pad(windows[start: start + batch]) for start in range(0, len(windows), batch)]
+
+
 def run_export(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, if_stale: bool = False,
                max_batch_tokens: int | None = None) -> dict:
     """Export, check, record (onnx_parity.json); returns the record."""
@@ -176,14 +186,15 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     if "export failed" in results["onnx"].get("reason", ""):
         results["onnx-int8"] = {"file": ONNX_FILES["onnx-int8"], "passed": False, "reason": "not made: the fp32 export it is quantised from failed"}
     else:  # every int8 variant checked; the fastest that passed is kept (else the closest to torch, recorded as failed)
+        calibration = calibration_batches(torch_predictor, records)
         for variant in INT8_VARIANTS:
-            variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant))})
+            variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration))})
             print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
         passing = [v for v in variants if v["passed"]]
         chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
                   else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
         if chosen is not variants[-1]:
-            quantize_int8(fp32, int8, chosen["variant"])  # the file holds the chosen variant
+            quantize_int8(fp32, int8, chosen["variant"], calibration)  # the file holds the chosen variant
         results["onnx-int8"] = chosen
     passed = [name for name, result in results.items() if result["passed"]]
     record = {
