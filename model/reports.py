@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from model.metrics import macro_f1
 from model.predictor import Prediction, Predictor, is_real
 from renda.labelling import Segment, heading_paths, segment_report
 from renda.labels import load_rules
 from renda.parsing import Paragraph, parse_report
-from model.metrics import macro_f1
 
 RULE_KINDS = ("part", "preamble", "heading", "keywords")
 
@@ -171,6 +171,7 @@ class ReportLabels:
     section_labels: list[str]
     sources: list[str]
     sections: list[Section] = field(default_factory=list)
+    doubts: list[float] = field(default_factory=list)  # each paragraph's doubt against its section label
 
     @property
     def counts(self) -> dict[str, int]:
@@ -179,16 +180,14 @@ class ReportLabels:
 
     def rows(self) -> list[dict]:
         """One record per paragraph: what the service and the CLI return for it."""
-        from model.review import prediction_doubt
-
         heading_of = {i: s.heading for s in self.sections for i in range(s.first, s.last + 1)}
         return [
             {"index": i, "text": p.text, "is_heading": p.is_heading, "heading": heading_of.get(i, ""),
              "heading_path": path, "label": pred.label, "score": pred.score, "scores": pred.scores,
              "windows": pred.windows, "context": pred.context, "section_label": section, "source": source,
-             "doubt": prediction_doubt(pred, section)}
-            for i, (p, path, pred, section, source) in enumerate(
-                zip(self.paragraphs, self.paths, self.predictions, self.section_labels, self.sources))
+             "doubt": doubt}
+            for i, (p, path, pred, section, source, doubt) in enumerate(
+                zip(self.paragraphs, self.paths, self.predictions, self.section_labels, self.sources, self.doubts))
         ]
 
 
@@ -209,10 +208,11 @@ def label_report(predictor: Predictor, text: str, combiner: Combiner | None = No
     section_labels, sources = combine(units, predictions, predictor.labels, combiner)
     from model.review import prediction_doubt, section_reason
 
+    doubts = [prediction_doubt(p, s) for p, s in zip(predictions, section_labels)]  # once: rows and sections share them
     sections = []
     for u in units:
         label, source = section_labels[u.members[0]], sources[u.members[0]]
         sections.append(Section(u.heading, label, u.members[0], u.members[-1], source,
                                 section_reason(u.heading, u.rule, u.rule_kind, label, source, len(u.members)),
-                                max(prediction_doubt(predictions[i], section_labels[i]) for i in u.members)))
-    return ReportLabels(predictor.labels, paragraphs, paths, predictions, section_labels, sources, sections)
+                                max(doubts[i] for i in u.members)))
+    return ReportLabels(predictor.labels, paragraphs, paths, predictions, section_labels, sources, sections, doubts)

@@ -4,6 +4,7 @@ pool and the event loop stays free."""
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
@@ -114,8 +115,7 @@ def _label_report(request: Request, text: str, min_score: float | None) -> Repor
     batched = _Batched(_service(request))
     result = label_report(batched, text)
     paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], min_score)) for row in result.rows()]
-    sections = [ReportSection(heading=s.heading, label=s.label, first=s.first, last=s.last, source=s.source,
-                              reason=s.reason, doubt=s.doubt) for s in result.sections]
+    sections = [ReportSection(**asdict(s)) for s in result.sections]
     return ReportResponse(model=batched.model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)
 
 
