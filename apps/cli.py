@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from renda.records import DataError, atomic_write_text, iter_json_objects, read_text_file
+from renda.records import DataError, atomic_write_text, dumps_jsonl, iter_json_objects, read_text_file
 from renda.settings import get_settings
 
 
@@ -303,17 +303,8 @@ def write_review_queue(args) -> None:
     if args.top < 1:
         raise DataError("--top", "must be at least 1")
     rows = review_queue(args.archive, args.top)
-    if args.out is not None and args.out.suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=REVIEW_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(args.out, buffer.getvalue())
-    else:
-        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        atomic_write_text(args.out, lines) if args.out is not None else sys.stdout.write(lines)
-    if args.out is not None:
-        print(f"{len(rows)} paragraphs, most doubtful first -> {args.out}", file=sys.stderr)
+    fmt = "csv" if args.out is not None and args.out.suffix == ".csv" else "jsonl"
+    write_rows(rows, args.out, fmt, "paragraphs, most doubtful first", REVIEW_COLUMNS)
 
 
 def read_input(path: Path) -> str | list[dict]:
@@ -424,18 +415,25 @@ def classify(args) -> int:
     for path, content in tqdm(inputs, desc="classifying", disable=len(inputs) < 2):
         rows += classify_rows(path, content, predictor, args.min_score)
     fmt = args.format or ("csv" if args.out and args.out.suffix == ".csv" else "jsonl")
-    output = to_csv(rows) if fmt == "csv" else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    if args.out:
-        atomic_write_text(args.out, output)
-        print(f"{len(rows)} paragraphs labelled -> {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(output)
+    write_rows(rows, args.out, fmt, "paragraphs labelled")
     return 0
 
 
-def to_csv(rows: list[dict]) -> str:
-    """Lists (`heading_path`) become JSON arrays, which `renda classify` reads back from a CSV."""
-    fields = list(dict.fromkeys(key for row in rows for key in row))
+def write_rows(rows: list[dict], out: Path | None, fmt: str, done: str, fields: list[str] | None = None) -> None:
+    """Rows as CSV or JSONL, to `out` (whole or not at all, then `N <done> -> out` on standard error)
+    or to standard output."""
+    output = to_csv(rows, fields) if fmt == "csv" else dumps_jsonl(rows)
+    if out:
+        atomic_write_text(out, output)
+        print(f"{len(rows)} {done} -> {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
+
+
+def to_csv(rows: list[dict], fields: list[str] | None = None) -> str:
+    """Lists (`heading_path`) become JSON arrays, which `renda classify` reads back from a CSV.
+    The columns: `fields`, else every key of the rows in order of first appearance."""
+    fields = fields or list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()

@@ -113,7 +113,8 @@ def compare(original: str, read: str) -> dict:
     want, got = paragraph_texts(original), paragraph_texts(read)
     matcher = difflib.SequenceMatcher(a=want, b=got, autojunk=False)
     same = sum(block.size for block in matcher.get_matching_blocks())
-    extra = [t for t in got if t not in set(want)]
+    wanted = set(want)
+    extra = [t for t in got if t not in wanted]
     return {"paragraphs": len(want), "same": same, "extra": extra, "boilerplate": [t for t in extra if t in BOILERPLATE]}
 
 
