@@ -413,6 +413,29 @@ def test_the_paragraphs_tab_labels_one_paragraph_per_line(app_url, browser):
     assert [r.get_attribute("data-label") for r in rows] == [r["label"] for r in api]
     assert [r.find_elements("css selector", "td")[1].text for r in rows] == [l for l in lines if l]
 
+    assert driver.find_element("id", "paragraphs-count").text == "3"
+
+
+def test_the_paragraphs_tab_counts_lines_against_the_limit(tiny_model, browser):
+    """A paste over the service's paragraphs-per-request limit is caught before it is sent."""
+    from serving.main import create_app
+    from tests.test_service import settings
+
+    driver, _ = browser
+    with served(create_app(settings(max_paragraphs=3), model_dir=tiny_model)) as base:
+        driver.get(base + "/")
+        wait(driver, lambda d: d.find_element("id", "model-status").get_attribute("data-ready") == "true")
+        driver.find_element("id", "tab-paragraphs-button").click()
+        set_value(driver, "paragraphs-text", "第一段。\n\n第二段。\n第三段。")
+        assert driver.find_element("id", "paragraphs-count").text == "3"
+        assert driver.find_element("id", "paragraphs-submit").is_enabled()
+        set_value(driver, "paragraphs-text", "第一段。\n第二段。\n第三段。\n第四段。")
+        assert driver.find_element("id", "paragraphs-count").text == "4"
+        assert "over the limit of 3" in driver.find_element("id", "paragraphs-limit").text
+        assert not driver.find_element("id", "paragraphs-submit").is_enabled()
+        set_value(driver, "paragraphs-text", "第一段。")
+        assert driver.find_element("id", "paragraphs-submit").is_enabled()
+
 
 # --- the README's screenshot ---------------------------------------------------------------------
 

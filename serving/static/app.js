@@ -25,6 +25,7 @@ const state = {
   minScore: 0.5,
   doubtOrder: [],          // paragraph indices, most doubtful first
   doubtAt: -1,             // where "next doubtful" stands in doubtOrder
+  maxParagraphs: undefined,  // paragraphs a request may carry (GET /v1/model's limits)
   explained: new Map(),    // paragraph index → the /v1/explain answer (asked on hover, once)
 };
 // Marked as doubtful at or above this doubt (model/review.py: 1 − margin, pulled up on disagreement).
@@ -99,6 +100,8 @@ async function start() {
     const model = await api("/v1/model");
     $("model-status").textContent = `模型 Model: ${model.model} (${model.kind})`;
     $("model-status").dataset.ready = "true";
+    state.maxParagraphs = model.limits.max_paragraphs;
+    countParagraphs();
     // Scores mean what they say only for a model calibrated at training time (model/calibration.py).
     const calibration = (model.held_out_metrics || {}).calibration;
     $("calibration").textContent = calibration
@@ -605,10 +608,27 @@ $("clear").addEventListener("click", () => {
 
 // --- pasted paragraphs, one per line ---------------------------------------------------------
 
+const pastedLines = () => $("paragraphs-text").value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+
+// The count as it is typed, against the service's limit (GET /v1/model): a paste too long for one
+// request is caught here, before it is sent and refused.
+function countParagraphs() {
+  const count = pastedLines().length, max = state.maxParagraphs;
+  const over = max !== undefined && count > max;
+  $("paragraphs-count").textContent = String(count);
+  $("paragraphs-limit").textContent = max === undefined ? "" : over
+    ? ` · 超过上限 ${max}，请分批 over the limit of ${max} a request: split it`
+    : ` · 上限 ${max} up to ${max} a request`;
+  $("paragraphs-limit").classList.toggle("over", over);
+  $("paragraphs-submit").disabled = over;
+}
+
+$("paragraphs-text").addEventListener("input", countParagraphs);
+
 $("paragraphs-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   showError("");
-  const lines = $("paragraphs-text").value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  const lines = pastedLines();
   if (!lines.length) {
     showError("请每行粘贴一段 Paste one paragraph per line first");
     return;
