@@ -91,6 +91,12 @@ INT8_VARIANTS = {
     "per-channel, reduce_range": {"reduce_range": True},
     "per-channel, U8U8": {"weight_type": "QUInt8"},
     "per-channel, reduce_range, weight MatMuls only": {"reduce_range": True, "weights_only": True},
+    # Mixed precision: the MatMuls whose int8 error moves labels most stay fp32. Measured on real
+    # paragraphs one role at a time (docs/performance.md): the FFN's output projection (its input,
+    # the GELU's output, has the widest range) did most of the harm, then the values and the FFN's input.
+    "per-channel, FFN output in fp32": {"fp32_roles": ("ffn_out",)},
+    "per-channel, FFN output and values in fp32": {"fp32_roles": ("ffn_out", "value")},
+    "per-channel, FFN and values in fp32": {"fp32_roles": ("ffn_out", "value", "ffn_in")},
     # static: activations' ranges calibrated once on dev windows (QDQ), not measured at run time
     "static, per-channel, reduce_range": {"static": True, "reduce_range": True},
 }
@@ -127,6 +133,54 @@ def activation_matmuls(path: Path | str) -> list[str]:
     return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & (weights | constants)]
 
 
+def matmul_roles(path: Path | str) -> dict[str, str]:
+    """Each weight MatMul's part in its layer, read from the graph: `ffn_in` (its output reaches a
+    Gelu), `ffn_out` (its input comes from one), `value` (its output is the second input of the
+    MatMul that weighs by the softmax), else `other` (query, key, attention output)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def comes_from(name: str, op: str) -> bool:  # through shape and arithmetic ops, not through a MatMul
+        node = producer.get(name)
+        while node is not None and node.op_type not in ("MatMul", "Gemm"):
+            if node.op_type == op:
+                return True
+            node = producer.get(node.input[0]) if node.input else None
+        return False
+
+    def reaches(name: str):  # the first Gelu or MatMul downstream, with the tensor that enters it
+        frontier = [name]
+        while frontier:
+            tensor = frontier.pop()
+            for node in consumers.get(tensor, []):
+                if node.op_type in ("Gelu", "MatMul"):
+                    yield node, tensor
+                else:
+                    frontier.extend(node.output)
+
+    roles = {}
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in weights:
+            continue
+        ahead = list(reaches(node.output[0]))
+        if comes_from(node.input[0], "Gelu"):
+            roles[node.name] = "ffn_out"
+        elif any(n.op_type == "Gelu" for n, _ in ahead):
+            roles[node.name] = "ffn_in"
+        elif any(n.op_type == "MatMul" and n.input[1] == t and comes_from(n.input[0], "Softmax") for n, t in ahead):
+            roles[node.name] = "value"
+        else:
+            roles[node.name] = "other"
+    return roles
+
+
 def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None) -> Path:
     """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
     dynamic (activations quantised at run time), or static (their ranges calibrated on
@@ -139,5 +193,7 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
         return quantize_static_int8(source, path, calibration, weight_type, **options)
     if options.pop("weights_only", False):
         options["nodes_to_exclude"] = activation_matmuls(source)
+    if fp32_roles := options.pop("fp32_roles", ()):
+        options["nodes_to_exclude"] = [name for name, role in matmul_roles(source).items() if role in fp32_roles]
     return atomic_write(path, lambda partial: quantize_dynamic(source, partial, weight_type=weight_type, per_channel=True,
                                                           op_types_to_quantize=["MatMul"], **options))

@@ -89,6 +89,22 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     assert len(again) == len(TEXTS)
     # the weights-only variant leaves the attention products (no weight input) unquantised
     assert len(activation_matmuls(tiny_onnx_model / "model.onnx")) == 2 * 2  # two per layer, two layers
+    # the mixed variants leave the MatMuls of the named roles fp32, found from the graph: per layer
+    # one FFN input, one FFN output and one value projection, besides query, key and attention output
+    from collections import Counter
+
+    from model.onnx_backend import matmul_roles
+
+    roles = matmul_roles(tiny_onnx_model / "model.onnx")
+    assert Counter(roles.values()) == {"other": 3 * 2, "value": 2, "ffn_in": 2, "ffn_out": 2}
+    for variant, options in INT8_VARIANTS.items():
+        if "fp32_roles" not in options:
+            continue
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant)
+        left = {node.name for node in onnx.load(str(fresh_path)).graph.node if node.op_type == "MatMul"}
+        kept_fp32 = {name for name, role in roles.items() if role in options["fp32_roles"]}
+        assert kept_fp32 <= left and not (set(roles) - kept_fp32) & left, variant
+    fresh_path.unlink()
     # the static variant is QDQ: its activations are quantised by calibrated scales, not at run time
     quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "static, per-channel, reduce_range", calibration)
     ops = {node.op_type for node in onnx.load(str(fresh_path)).graph.node}
