@@ -181,19 +181,27 @@ def matmul_roles(path: Path | str) -> dict[str, str]:
     return roles
 
 
+def quantize_dynamic_int8(source: Path, path: Path, exclude: list[str] | tuple = (), weight_type: str = "QInt8",
+                          reduce_range: bool = False) -> Path:
+    """Dynamic int8 (activations quantised at run time), per channel, MatMuls only, but `exclude`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    return atomic_write(path, lambda partial: quantize_dynamic(
+        source, partial, weight_type=getattr(QuantType, weight_type), per_channel=True, reduce_range=reduce_range,
+        op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude)))
+
+
 def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None) -> Path:
     """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
     dynamic (activations quantised at run time), or static (their ranges calibrated on
     `calibration`, padded batches of windows as the predictor feeds the model)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType
 
     options = dict(INT8_VARIANTS[variant])
-    weight_type = getattr(QuantType, options.pop("weight_type", "QInt8"))
+    weight_type = options.pop("weight_type", "QInt8")
     if options.pop("static", False):
-        return quantize_static_int8(source, path, calibration, weight_type, **options)
-    if options.pop("weights_only", False):
-        options["nodes_to_exclude"] = activation_matmuls(source)
+        return quantize_static_int8(source, path, calibration, getattr(QuantType, weight_type), **options)
+    exclude = activation_matmuls(source) if options.pop("weights_only", False) else []
     if fp32_roles := options.pop("fp32_roles", ()):
-        options["nodes_to_exclude"] = [name for name, role in matmul_roles(source).items() if role in fp32_roles]
-    return atomic_write(path, lambda partial: quantize_dynamic(source, partial, weight_type=weight_type, per_channel=True,
-                                                          op_types_to_quantize=["MatMul"], **options))
+        exclude += [name for name, role in matmul_roles(source).items() if role in fp32_roles]
+    return quantize_dynamic_int8(source, path, exclude, weight_type, **options)

@@ -66,6 +66,26 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
     assert "| backend | batch |" in (out / "profile.md").read_text()
 
 
+def test_bench_int8_quantises_each_part_of_a_layer_alone(tiny_onnx_model, small_corpus, tmp_path):
+    from collections import Counter
+
+    from bench import int8_roles
+    from model.onnx_backend import matmul_roles
+
+    out = tmp_path / "int8"
+    assert int8_roles.main(["--model", str(tiny_onnx_model), "--data", str(small_corpus / "paragraphs.jsonl"),
+                            "--threads", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "int8_roles.json").read_text())
+    rows = result["rows"]
+    counts = Counter(matmul_roles(tiny_onnx_model / "model.onnx").values())
+    assert [r["quantised"] for r in rows] == ["none (fp32)"] + [f"{role} only" for role in int8_roles.ROLES] + ["every part"]
+    assert [r["matmuls"] for r in rows] == [0] + [counts[role] for role in int8_roles.ROLES] + [sum(counts.values())]
+    assert result["checked_on"]["predictions"] == 2 * len(SHORT + LONG)
+    for row in rows[1:]:
+        assert 0 <= row["agreement"] <= 1 and row["max_logit_diff"] >= row["mean_logit_diff"] > 0 and row["paragraphs_per_second"] > 0
+    assert len((out / "int8_roles.md").read_text().splitlines()) == 2 + len(rows)
+
+
 def test_the_load_mix():
     mix = bench_load.Mix([(t, ["今后工作建议"]) for t in SHORT], ["一份报告。"], "test")
     rng = random.Random(1)

@@ -216,6 +216,16 @@ def test_export_is_skipped_when_up_to_date_and_refuses_other_models(tiny_onnx_mo
     assert "for BERT models" in capsys.readouterr().err
 
 
+def test_an_export_checked_on_other_paragraphs_or_older_variants_is_stale(copy):
+    from model.predictor import read_meta
+
+    meta, source = read_meta(copy), parity(copy)["checked_on"]["source"]
+    assert export_module.is_current(copy, meta, source)
+    assert not export_module.is_current(copy, meta, "../shared/corpus")  # asked to check on real paragraphs
+    rewrite_parity(copy, lambda r: r["int8_variants"].pop())  # made before a variant was added
+    assert not export_module.is_current(copy, meta, source)
+
+
 def test_the_service_reports_its_backend(tiny_onnx_model, tiny_model):
     from serving.main import create_app
     from tests.test_service import settings, wait_ready

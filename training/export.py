@@ -65,20 +65,21 @@ def predictions_f1(gold: list[str], predictions: list[Prediction]) -> float:
     return macro_f1(gold, [p.label for p in predictions])
 
 
-def max_logit_difference(reference: WindowedPredictor, candidate: WindowedPredictor, records: list[Record]) -> float:
-    """The largest |logit difference| over every window both read (the same windows, the same batches)."""
-    windows = reference.pairs.windows([path_text(r.heading_path) for r in records], [r.text for r in records], reference.stride)
-    return float(np.abs(reference.window_scores(windows) - candidate.window_scores(windows)).max())
+def reference_logits(predictor: WindowedPredictor, records: list[Record]) -> tuple[list, np.ndarray]:
+    """Every window the paragraphs are read in with their paths, and the reference model's logits
+    for them: computed once, compared with each export."""
+    windows = predictor.pairs.windows([path_text(r.heading_path) for r in records], [r.text for r in records], predictor.stride)
+    return windows, predictor.window_scores(windows)
 
 
-def compare(reference: dict, candidate: WindowedPredictor, torch_predictor: BertPredictor, records: list[Record]) -> dict:
+def compare(reference: dict, candidate: WindowedPredictor, records: list[Record]) -> dict:
     predictions, speed = predict_both(candidate, records)
     agreement = float(np.mean([a.label == b.label for a, b in zip(reference["predictions"], predictions)]))
     f1 = predictions_f1(reference["gold"], predictions)
     change = f1 - reference["macro_f1"]
     passed = agreement >= MIN_AGREEMENT and abs(change) <= MAX_F1_CHANGE
     result = {"file": ONNX_FILES[candidate.backend], "passed": passed, "agreement": round(agreement, 4),
-              "max_logit_diff": float(f"{max_logit_difference(torch_predictor, candidate, records):.3g}"),
+              "max_logit_diff": float(f"{np.abs(candidate.window_scores(reference['windows']) - reference['logits']).max():.3g}"),
               "macro_f1": round(f1, 4), "macro_f1_change": round(change, 4), "paragraphs_per_second": round(speed, 2)}
     if not passed:
         result["reason"] = (f"{candidate.backend} failed the parity check at export: label agreement {agreement:.4f} "
@@ -124,13 +125,16 @@ def choose_first_window(predictor: WindowedPredictor, records: list[Record], ful
             **({} if chosen else {"reason": f"no threshold kept {FIRST_WINDOW_AGREEMENT} of the labels: every window is read"})}
 
 
-def is_current(model_dir: Path, meta: dict) -> bool:
-    """An export of this very model whose files are all there."""
+def is_current(model_dir: Path, meta: dict, source: str) -> bool:
+    """An export of this very model, checked on the same paragraphs with today's int8 variants,
+    whose files are all there."""
     try:
         record = read_parity(model_dir)
     except ValueError:
         return False
-    return bool(record) and record.get("model_id") == meta.get("model_id") and all(
+    return bool(record) and record.get("model_id") == meta.get("model_id") and (
+        record.get("checked_on", {}).get("source") == source) and (
+        [v.get("variant") for v in record.get("int8_variants", [])] in ([], list(INT8_VARIANTS))) and all(
         (model_dir / result["file"]).is_file() for result in record["backends"].values() if result.get("file"))
 
 
@@ -153,10 +157,10 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     meta = read_meta(model_dir)
     if meta.get("kind") != "bert":
         raise DataError(model_dir, f"ONNX export is for BERT models; this folder holds a {meta.get('kind')!r} model")
-    if if_stale and is_current(model_dir, meta):
+    records, source = parity_records(model_dir, meta, data)
+    if if_stale and is_current(model_dir, meta, source):
         print(f"ONNX export of {model_dir} is up to date; skipped")
         return read_parity(model_dir) or {}
-    records, source = parity_records(model_dir, meta, data)
     if not records:
         raise DataError(source, "no paragraphs to check parity on")
     threads = threads or os.cpu_count() or 1
@@ -166,7 +170,9 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     torch_predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=budget)
     predictions, speed = predict_both(torch_predictor, records)
     gold = [r.label for r in records] * 2
-    reference = {"predictions": predictions, "gold": gold, "macro_f1": predictions_f1(gold, predictions)}
+    windows, logits = reference_logits(torch_predictor, records)
+    reference = {"predictions": predictions, "gold": gold, "macro_f1": predictions_f1(gold, predictions),
+                 "windows": windows, "logits": logits}
     results = {TORCH: {"file": None, "passed": True, "macro_f1": round(reference["macro_f1"], 4),
                        "paragraphs_per_second": round(speed, 2)}}
     first_window = choose_first_window(torch_predictor, records, predictions)
@@ -174,7 +180,7 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     def check(backend: str, make) -> dict:
         try:
             make()
-            return compare(reference, OnnxPredictor.load(model_dir, backend, threads, budget), torch_predictor, records)
+            return compare(reference, OnnxPredictor.load(model_dir, backend, threads, budget), records)
         except Exception as error:  # recorded, never served; torch (and any other export) still can be
             return {"file": ONNX_FILES[backend], "passed": False,
                     "reason": f"{backend} export failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"}
