@@ -97,6 +97,10 @@ INT8_VARIANTS = {
     "per-channel, FFN output in fp32": {"fp32_roles": ("ffn_out",)},
     "per-channel, FFN output and values in fp32": {"fp32_roles": ("ffn_out", "value")},
     "per-channel, FFN and values in fp32": {"fp32_roles": ("ffn_out", "value", "ffn_in")},
+    # Block-wise: 8-bit weights in blocks of 128 along the input (MatMulNBits), the activations
+    # quantised per block at run time (accuracy level 4: int8 products), so one wide channel no
+    # longer sets the scale of a whole tensor. Every weight MatMul int8.
+    "block-wise 8-bit (MatMulNBits, blocks of 128)": {"block_bits": 8, "block_size": 128},
     # static: activations' ranges calibrated once on dev windows (QDQ), not measured at run time
     "static, per-channel, reduce_range": {"static": True, "reduce_range": True},
 }
@@ -191,6 +195,18 @@ def quantize_dynamic_int8(source: Path, path: Path, exclude: list[str] | tuple =
         op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude)))
 
 
+def quantize_blockwise(source: Path, path: Path, block_bits: int, block_size: int) -> Path:
+    """Weight MatMuls as MatMulNBits: `block_bits`-bit symmetric weights in blocks of `block_size`
+    input rows, with int8 products (accuracy level 4); the attention products stay fp32."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=block_bits, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=4, nodes_to_exclude=activation_matmuls(source), op_types_to_quantize=("MatMul",))
+    quantizer.process()
+    return atomic_write(path, lambda partial: quantizer.model.save_model_to_file(str(partial), use_external_data_format=False))
+
+
 def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None) -> Path:
     """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
     dynamic (activations quantised at run time), or static (their ranges calibrated on
@@ -201,6 +217,8 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
     weight_type = options.pop("weight_type", "QInt8")
     if options.pop("static", False):
         return quantize_static_int8(source, path, calibration, getattr(QuantType, weight_type), **options)
+    if "block_bits" in options:
+        return quantize_blockwise(source, path, **options)
     exclude = activation_matmuls(source) if options.pop("weights_only", False) else []
     if fp32_roles := options.pop("fp32_roles", ()):
         exclude += [name for name, role in matmul_roles(source).items() if role in fp32_roles]

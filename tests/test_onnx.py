@@ -105,6 +105,13 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
         kept_fp32 = {name for name, role in roles.items() if role in options["fp32_roles"]}
         assert kept_fp32 <= left and not (set(roles) - kept_fp32) & left, variant
     fresh_path.unlink()
+    # the block-wise variant: every weight MatMul a MatMulNBits with int8 products, the attention products fp32
+    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "block-wise 8-bit (MatMulNBits, blocks of 128)")
+    nodes = onnx.load(str(fresh_path)).graph.node
+    blockwise = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(blockwise) == len(roles) and {n.name for n in nodes if n.op_type == "MatMul"} == set(activation_matmuls(tiny_onnx_model / "model.onnx"))
+    assert all({a.name: a.i for a in n.attribute}["bits"] == 8 and {a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in blockwise)
+    fresh_path.unlink()
     # the static variant is QDQ: its activations are quantised by calibrated scales, not at run time
     quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "static, per-channel, reduce_range", calibration)
     ops = {node.op_type for node in onnx.load(str(fresh_path)).graph.node}
