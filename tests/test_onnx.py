@@ -73,6 +73,9 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
         assert kept["passed"] and kept["paragraphs_per_second"] == max(v["paragraphs_per_second"] for v in passing)
     else:
         assert not kept["passed"] and record["auto"] != "onnx-int8"
+    for v in passing:  # timed against fp32 in alternation: its paragraphs/s is fp32's times the ratio
+        assert v["speed_vs_onnx_fp32"] > 0
+        assert v["paragraphs_per_second"] == round(record["backends"]["onnx"]["paragraphs_per_second"] * v["speed_vs_onnx_fp32"], 2)
     # the file holds the kept variant: its scores are what that variant's parity check saw
     again = OnnxPredictor.load(tiny_onnx_model, "onnx-int8").predict(TEXTS, CONTEXTS)
     fresh_path = tiny_onnx_model / "fresh.int8.onnx"

@@ -61,6 +61,27 @@ def predict_both(predictor: WindowedPredictor, records: list[Record]) -> tuple[l
     return with_path + predictor.predict(texts), speed
 
 
+SPEED_SAMPLE, SPEED_ROUNDS = 64, 3  # paragraphs and rounds of the alternating timing
+
+
+def speed_ratio(candidate: WindowedPredictor, baseline: WindowedPredictor, records: list[Record]) -> float:
+    """How many times faster `candidate` reads than `baseline`: the median of SPEED_ROUNDS rounds,
+    each timing both on the same SPEED_SAMPLE paragraphs (with their paths, SPEED_CALL a call), one
+    after the other, so the machine's drift from minute to minute falls on both alike."""
+    texts = [r.text for r in records[:SPEED_SAMPLE]]
+    contexts = [r.heading_path or [] for r in records[:SPEED_SAMPLE]]
+
+    def seconds(predictor: WindowedPredictor) -> float:
+        predictor.predict(texts[:SPEED_CALL], contexts[:SPEED_CALL])  # warm-up
+        started = time.perf_counter()
+        for i in range(0, len(texts), SPEED_CALL):
+            predictor.predict(texts[i: i + SPEED_CALL], contexts[i: i + SPEED_CALL])
+        return time.perf_counter() - started
+
+    ratios = sorted(seconds(baseline) / max(seconds(candidate), 1e-9) for _ in range(SPEED_ROUNDS))
+    return ratios[len(ratios) // 2]
+
+
 def predictions_f1(gold: list[str], predictions: list[Prediction]) -> float:
     return macro_f1(gold, [p.label for p in predictions])
 
@@ -177,10 +198,19 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
                        "paragraphs_per_second": round(speed, 2)}}
     first_window = choose_first_window(torch_predictor, records, predictions)
     print(f"first-window rule: {json.dumps({k: v for k, v in first_window.items() if k != 'tried'}, ensure_ascii=False)}", flush=True)
-    def check(backend: str, make) -> dict:
+    def check(backend: str, make, baseline: WindowedPredictor | None = None) -> dict:
+        """`baseline`: the ONNX fp32 predictor; a variant that passes is then timed against it in
+        alternation, and its paragraphs/s is fp32's times that ratio (one pass each is too noisy
+        a clock to choose between variants by)."""
         try:
             make()
-            return compare(reference, OnnxPredictor.load(model_dir, backend, threads, budget), records)
+            candidate = OnnxPredictor.load(model_dir, backend, threads, budget)
+            result = compare(reference, candidate, records)
+            if baseline is not None and result["passed"]:
+                ratio = round(speed_ratio(candidate, baseline, records), 3)
+                result.update(speed_vs_onnx_fp32=ratio,
+                              paragraphs_per_second=round(results["onnx"]["paragraphs_per_second"] * ratio, 2))
+            return result
         except Exception as error:  # recorded, never served; torch (and any other export) still can be
             return {"file": ONNX_FILES[backend], "passed": False,
                     "reason": f"{backend} export failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}"}
@@ -193,8 +223,9 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
         results["onnx-int8"] = {"file": ONNX_FILES["onnx-int8"], "passed": False, "reason": "not made: the fp32 export it is quantised from failed"}
     else:  # every int8 variant checked; the fastest that passed is kept (else the closest to torch, recorded as failed)
         calibration = calibration_batches(torch_predictor, records)
+        baseline = OnnxPredictor.load(model_dir, "onnx", threads, budget) if results["onnx"]["passed"] else None
         for variant in INT8_VARIANTS:
-            variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration))})
+            variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration), baseline)})
             print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
         passing = [v for v in variants if v["passed"]]
         chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
