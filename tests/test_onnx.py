@@ -16,6 +16,7 @@ from model.context import path_text
 from model.onnx_backend import ONNX_FILES, OnnxPredictor
 from model.loading import load_predictor
 from renda.labels import LABELS
+from renda.records import DataError
 from training import export as export_module
 from training.dataset import load_split
 
@@ -232,8 +233,16 @@ def test_an_export_checked_on_other_paragraphs_or_older_variants_is_stale(copy):
     meta, source = read_meta(copy), parity(copy)["checked_on"]["source"]
     assert export_module.is_current(copy, meta, source)
     assert not export_module.is_current(copy, meta, "../shared/corpus")  # asked to check on real paragraphs
+    # where neither --data nor the model's dataset is at hand, an export of this model stands
+    meta_file = copy / "renda_model.json"
+    meta_file.write_text(json.dumps({**meta, "dataset": str(copy / "gone")}), encoding="utf-8")
+    assert export_module.run_export(copy, if_stale=True) == parity(copy)
+    with pytest.raises(DataError, match="not here to check parity on"):
+        export_module.run_export(copy)
     rewrite_parity(copy, lambda r: r["int8_variants"].pop())  # made before a variant was added
     assert not export_module.is_current(copy, meta, source)
+    with pytest.raises(DataError, match="not here to check parity on"):
+        export_module.run_export(copy, if_stale=True)
 
 
 def test_the_service_reports_its_backend(tiny_onnx_model, tiny_model):

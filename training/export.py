@@ -146,15 +146,15 @@ def choose_first_window(predictor: WindowedPredictor, records: list[Record], ful
             **({} if chosen else {"reason": f"no threshold kept {FIRST_WINDOW_AGREEMENT} of the labels: every window is read"})}
 
 
-def is_current(model_dir: Path, meta: dict, source: str) -> bool:
-    """An export of this very model, checked on the same paragraphs with today's int8 variants,
-    whose files are all there."""
+def is_current(model_dir: Path, meta: dict, source: str | None) -> bool:
+    """An export of this very model, checked on the same paragraphs (`source`; None: on whatever it
+    was) with today's int8 variants, whose files are all there."""
     try:
         record = read_parity(model_dir)
     except ValueError:
         return False
     return bool(record) and record.get("model_id") == meta.get("model_id") and (
-        record.get("checked_on", {}).get("source") == source) and (
+        source is None or record.get("checked_on", {}).get("source") == source) and (
         [v.get("variant") for v in record.get("int8_variants", [])] in ([], list(INT8_VARIANTS))) and all(
         (model_dir / result["file"]).is_file() for result in record["backends"].values() if result.get("file"))
 
@@ -178,7 +178,12 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     meta = read_meta(model_dir)
     if meta.get("kind") != "bert":
         raise DataError(model_dir, f"ONNX export is for BERT models; this folder holds a {meta.get('kind')!r} model")
-    records, source = parity_records(model_dir, meta, data)
+    try:
+        records, source = parity_records(model_dir, meta, data)
+    except DataError:
+        if not (if_stale and is_current(model_dir, meta, None)):
+            raise
+        records, source = [], None  # nothing here to check on: the export of this model stands
     if if_stale and is_current(model_dir, meta, source):
         print(f"ONNX export of {model_dir} is up to date; skipped")
         return read_parity(model_dir) or {}
