@@ -127,24 +127,26 @@ def quantize_static_int8(source: Path, path: Path, calibration: list[dict] | Non
         activation_type=QuantType.QUInt8, weight_type=weight_type, op_types_to_quantize=["MatMul"]))
 
 
-def activation_matmuls(path: Path | str) -> list[str]:
-    """MatMul nodes with no weight among their inputs (attention's Q·Kᵀ and scores·V)."""
+def _graph_and_weights(path: Path | str):
+    """The graph of an ONNX file (without its weights' data) and the names of its constant tensors
+    (initializers and Constant outputs): what tells a weight MatMul from an attention product."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer}
-    constants = {out for node in graph.node if node.op_type == "Constant" for out in node.output}
-    return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & (weights | constants)]
+    return graph, {init.name for init in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+
+
+def activation_matmuls(path: Path | str) -> list[str]:
+    """MatMul nodes with no weight among their inputs (attention's Q·Kᵀ and scores·V)."""
+    graph, weights = _graph_and_weights(path)
+    return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & weights]
 
 
 def matmul_roles(path: Path | str) -> dict[str, str]:
     """Each weight MatMul's part in its layer, read from the graph: `ffn_in` (its output reaches a
     Gelu), `ffn_out` (its input comes from one), `value` (its output is the second input of the
     MatMul that weighs by the softmax), else `other` (query, key, attention output)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    graph, weights = _graph_and_weights(path)
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
