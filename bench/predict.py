@@ -5,7 +5,10 @@ predictor, in one process and one run, on every labelled paragraph of a corpus (
 For each code and batch size: paragraphs/s, p50/p95 latency of a call (one call = one batch of
 paragraphs in corpus order, as a client sends them), peak RSS while it ran, label agreement with
 the plain code at batch 1 (on all paragraphs, and on those that fit one window, where both read the
-same tokens) and macro-F1 against the gold labels. The predictor runs with its cache off, so every
+same tokens) and macro-F1 against the gold labels. Every backend reads paragraphs as the service
+does: a long paragraph's other windows only when its first is unsure (the threshold the export
+chose; FIRST_WINDOW=false turns it off), and the served backend is timed once more reading every
+window, to show what the rule saves. The predictor runs with its cache off, so every
 paragraph is computed; the cache is measured apart, on whole reports (each report's paragraphs in
 one call, as POST /v1/reports sends them): its hit rate, and the speed on the paragraphs that miss.
 
@@ -31,7 +34,7 @@ from pathlib import Path
 import torch
 
 from bench.helpers import PeakRss
-from model.backends import PARITY_FILE, TORCH, read_parity
+from model.backends import PARITY_FILE, TORCH, first_window_threshold, read_parity
 from model.bert import BertPredictor, PairEncoder, read_window_config, set_threads
 from model.context import path_text
 from model.onnx_backend import ONNX_FILES, OnnxPredictor
@@ -102,20 +105,35 @@ def run_calls(predict: Callable[[list[str], list[list[str]]], list[str]], texts:
             "peak_rss_mb": round(memory.peak, 1), "labels": labels}
 
 
+def served_threshold(model_dir: Path) -> float | None:
+    """The first-window threshold the service applies to this folder (FIRST_WINDOW and the export's
+    record), else None: every window read."""
+    from renda.settings import get_settings
+
+    return first_window_threshold(model_dir, read_meta(model_dir)) if get_settings().first_window else None
+
+
 def project_predictors(model_dir: Path, threads: int, max_batch_tokens: int, cache_size: int = 0):
     """(name, parity note, loader) for torch and every ONNX export in the folder (a failed one
-    too, marked: it is measured but never served)."""
+    too, marked: it is measured but never served). Each reads paragraphs as the service does, the
+    first-window rule included, so a row times what a user of that backend would pay for."""
     try:
         record = read_parity(model_dir) or {"backends": {}}
     except ValueError:
         record = {"backends": {}}
-    found = [(TORCH, "reference", lambda: BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens,
-                                                              cache_size=cache_size))]
+    threshold = served_threshold(model_dir)
+
+    def served(predictor):
+        predictor.first_window_threshold = threshold
+        return predictor
+
+    found = [(TORCH, "reference", lambda: served(BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens,
+                                                                      cache_size=cache_size)))]
     for backend, file in ONNX_FILES.items():
         if (model_dir / file).is_file():
             result = record["backends"].get(backend, {})
             note = "passed" if result.get("passed") else ("FAILED (not served)" if result else f"unchecked (no {PARITY_FILE})")
-            found.append((backend, note, lambda b=backend: OnnxPredictor.load(model_dir, b, threads, max_batch_tokens, cache_size)))
+            found.append((backend, note, lambda b=backend: served(OnnxPredictor.load(model_dir, b, threads, max_batch_tokens, cache_size))))
     return found
 
 
@@ -211,11 +229,11 @@ def profile_markdown(rows: list[dict]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     plain = {r["batch"]: r["paragraphs_per_second"] for r in rows if r["code"] == PLAIN}
-    lines = ["| code | parity at export | batch | paragraphs/s | × plain | p50 ms | p95 ms | peak RSS MB | agreement | agreement (one window) | macro-F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| code | parity at export | windows read | batch | paragraphs/s | × plain | p50 ms | p95 ms | peak RSS MB | agreement | agreement (one window) | macro-F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["paragraphs_per_second"] / plain[r["batch"]] if plain.get(r["batch"]) else float("nan")
-        lines.append(f"| {r['code']} | {r['parity']} | {r['batch']} | {r['paragraphs_per_second']:.1f} | {ratio:.2f} | "
+        lines.append(f"| {r['code']} | {r['parity']} | {r['windows']} | {r['batch']} | {r['paragraphs_per_second']:.1f} | {ratio:.2f} | "
                      f"{r['latency_ms_p50']:.1f} | {r['latency_ms_p95']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['agreement']:.4f} | {r['agreement_one_window']:.4f} | {r['macro_f1']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -267,17 +285,32 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
     for batch in batches:
         figures = run_calls(plain.predict, texts, contexts, batch)
         reference = reference or figures["labels"]  # the first (smallest) batch: no padding at batch 1
-        rows.append({"code": PLAIN, "parity": "—", **common, **figures})
+        rows.append({"code": PLAIN, "parity": "—", "windows": "first, truncated", **common, **figures})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
     del plain
     gc.collect()
 
+    threshold = served_threshold(model_dir)
+    reading = f"first, rest below {threshold:g}" if threshold else "every window"
     for backend, note, load in project_predictors(model_dir, threads, max_batch_tokens):
         predictor = load()
         for batch in batches:
-            rows.append({"code": f"renda {backend}", "parity": note, **common, **run_calls(labels_of(predictor), texts, contexts, batch)})
+            rows.append({"code": f"renda {backend}", "parity": note, "windows": reading, **common,
+                         **run_calls(labels_of(predictor), texts, contexts, batch)})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
         del predictor, load
+        gc.collect()
+    from model.backends import load_bert_predictor
+
+    if threshold:  # what the first-window rule saves: the served backend once more, reading every window
+        served = load_bert_predictor(model_dir, threads, cache_size=0, max_batch_tokens=max_batch_tokens)
+        served.first_window_threshold = None
+        note = next(r["parity"] for r in rows if r["code"] == f"renda {served.backend}")
+        for batch in batches:
+            rows.append({"code": f"renda {served.backend}, every window", "parity": note, "windows": "every window", **common,
+                         **run_calls(labels_of(served), texts, contexts, batch)})
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
+        del served
         gc.collect()
 
     for row in rows:
@@ -286,8 +319,6 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
                    macro_f1=round(macro_f1(gold, labels), 4))
 
     profiles = []
-    from model.backends import load_bert_predictor
-
     served = load_bert_predictor(model_dir, threads, cache_size=0, max_batch_tokens=max_batch_tokens)
     for batch in sorted({min(batches), max(batches)}):
         profiles.append(profile(served, texts, contexts, batch))
@@ -300,8 +331,6 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
         reports = sorted(p for c in corpus for p in Path(c).rglob("*.txt") if p.name.lower() != "readme.txt")
         reports = reports[:2] if limit else reports
     if reports:
-        from model.backends import load_bert_predictor
-
         cache = cache_figures(lambda size: load_bert_predictor(model_dir, threads, cache_size=size, max_batch_tokens=max_batch_tokens),
                               reports, cache_size)
         print(json.dumps({"cache": cache}), flush=True)

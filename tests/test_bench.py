@@ -37,7 +37,13 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
     result = bench_predict.run(tiny_onnx_model, [str(small_corpus)], out, threads=1, limit=6)
     rows = result["rows"]
     codes = [bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-int8"]
+    threshold = bench_predict.served_threshold(tiny_onnx_model)
+    assert threshold is not None  # the export chose one: the rows read as the service reads
+    served = result["profile"][0]["backend"]
+    codes.append(f"renda {served}, every window")  # and the served backend once more, every window read
     assert [(r["code"], r["batch"]) for r in rows] == [(c, b) for c in codes for b in (1, 8, 32)]
+    assert {r["windows"] for r in rows[3:-3]} == {f"first, rest below {threshold:g}"}
+    assert {r["windows"] for r in rows[-3:]} == {"every window"}
     for row in rows:
         assert row["paragraphs"] == 6 and row["threads"] == 1 and row["paragraphs_per_second"] > 0
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"] and row["peak_rss_mb"] > 0
@@ -64,6 +70,14 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
         assert 0 <= p["padding_share"] < 1
     assert profile[0]["padding_share"] <= profile[1]["padding_share"]  # one paragraph a call pads least
     assert "| backend | batch |" in (out / "profile.md").read_text()
+
+
+def test_bench_reads_every_window_when_the_service_would(tiny_onnx_model, monkeypatch):
+    assert bench_predict.served_threshold(tiny_onnx_model) is not None
+    monkeypatch.setenv("FIRST_WINDOW", "false")
+    assert bench_predict.served_threshold(tiny_onnx_model) is None
+    loaded = [load() for _, _, load in bench_predict.project_predictors(tiny_onnx_model, 1, 256)]
+    assert loaded and all(p.first_window_threshold is None for p in loaded)
 
 
 def test_bench_int8_quantises_each_part_of_a_layer_alone(tiny_onnx_model, small_corpus, tmp_path):
