@@ -286,11 +286,33 @@ def test_export_chooses_the_first_window_threshold_and_the_loader_applies_it(tin
     else:
         assert record["long_paragraphs"] > 0 and [t["threshold"] for t in record["tried"]][0] == 0.5
         chosen = next(t for t in record["tried"] if t["threshold"] == record["threshold"])
-        assert chosen["agreement"] >= record["min_agreement"]
-        assert all(t["agreement"] < record["min_agreement"] for t in record["tried"] if t["threshold"] < record["threshold"])
+        assert chosen["agreement"] >= record["min_agreement"] and chosen["macro_f1_change"] >= -record["max_macro_f1_loss"]
+        assert all(t["agreement"] < record["min_agreement"] or t["macro_f1_change"] < -record["max_macro_f1_loss"]
+                   for t in record["tried"] if t["threshold"] < record["threshold"])
     copy = tmp_path / "copy"
     shutil.copytree(tiny_onnx_model, copy)
     rewrite_parity(copy, lambda r: r["first_window"].update(threshold=0.7))
     assert load_bert_predictor(copy, threads=1, backend="torch").first_window_threshold == 0.7
     rewrite_parity(copy, lambda r: r["first_window"].update(threshold="high"))
     assert load_bert_predictor(copy, threads=1, backend="torch").first_window_threshold is None
+
+
+def test_the_first_window_rule_may_not_cost_macro_f1(tiny_onnx_model, monkeypatch):
+    """Agreement alone is not enough: a threshold whose flipped labels cost more than MAX_F1_CHANGE
+    of macro-F1 in a mode is refused. With the agreement bar off and the gold labels set to what
+    reading every window gives, a threshold is kept only if it flips nothing."""
+    from renda.records import Record
+
+    monkeypatch.setattr(export_module, "FIRST_WINDOW_AGREEMENT", 0.0)
+    monkeypatch.setattr(export_module, "FIRST_WINDOW_GRID", (0.0, 1.0))  # 0: every first window is sure
+    texts = [a * 6 + b * 8 for a in TEXTS for b in TEXTS if a != b] + TEXTS  # long ones whose parts disagree
+    predictor = BertPredictor.load(tiny_onnx_model)
+    paths = [["一、依法行使监督职权"]] * len(texts)
+    full = predictor.predict(texts, paths) + predictor.predict(texts, [[]] * len(texts))
+    records = [Record(report_id="r", text=t, label=p.label, heading_path=paths[0]) for t, p in zip(texts, full)]
+    record = export_module.choose_first_window(predictor, records, full)
+    by_threshold = {t["threshold"]: t for t in record["tried"]}
+    assert by_threshold[1.0]["agreement"] == 1.0 and by_threshold[1.0]["macro_f1_change"] == 0.0
+    flips = by_threshold[0.0]
+    assert flips["agreement"] < 1.0, "the long paragraphs' first windows should disagree with the whole"
+    assert flips["macro_f1_change"] < -export_module.MAX_F1_CHANGE and record["threshold"] == 1.0

@@ -115,8 +115,10 @@ FIRST_WINDOW_AGREEMENT = 0.995  # labels the first-window rule must keep, agains
 def choose_first_window(predictor: WindowedPredictor, records: list[Record], full: list[Prediction]) -> dict:
     """The lowest threshold (FIRST_WINDOW_GRID) at which reading a long paragraph's first window
     alone when its calibrated top score reaches it keeps ≥ FIRST_WINDOW_AGREEMENT of the labels that
-    reading every window gives (`full`: with the heading path, then alone), on `records`; how often
-    the rest is still read, and the windows saved, per threshold. No long paragraph: no rule."""
+    reading every window gives (`full`: with the heading path, then alone), on `records`, and loses
+    no more than MAX_F1_CHANGE of macro-F1 in either mode (a few flipped labels of a small class
+    weigh more than their share); how often the rest is still read, and the windows saved, per
+    threshold. No long paragraph: no rule."""
     texts = [r.text for r in records]
     rows = []  # (index into full, the first window's label, its calibrated top score, windows of the paragraph)
     for offset, paths in ((0, [path_text(r.heading_path) for r in records]), (len(records), [""] * len(records))):
@@ -132,18 +134,27 @@ def choose_first_window(predictor: WindowedPredictor, records: list[Record], ful
             rows.append((offset + owner, predictor.labels[int(row.argmax())], float(top), int(counts[owner])))
     if not rows:
         return {"threshold": None, "reason": "no paragraph longer than one window to choose on"}
+    gold, labels = [r.label for r in records] * 2, [p.label for p in full]
+    modes = {"path": slice(0, len(records)), "alone": slice(len(records), len(full))}
     table = []
     for threshold in FIRST_WINDOW_GRID:
-        changed = sum(label != full[i].label for i, label, top, _ in rows if top >= threshold)
+        ruled = list(labels)
+        for i, label, top, _ in rows:
+            if top >= threshold:
+                ruled[i] = label
+        changed = sum(a != b for a, b in zip(ruled, labels))
+        f1_change = min(macro_f1(gold[m], ruled[m]) - macro_f1(gold[m], labels[m]) for m in modes.values())
         read_all = [n for _, _, top, n in rows if top < threshold]
         table.append({"threshold": threshold, "agreement": round(1 - changed / len(full), 4),
+                      "macro_f1_change": round(f1_change, 4),
                       "long_paragraphs_read_in_full": round(len(read_all) / len(rows), 4),
                       "windows_saved": round(1 - (sum(read_all) + len(rows) - len(read_all)) / sum(n for *_, n in rows), 4)})
-    good = [t for t in table if t["agreement"] >= FIRST_WINDOW_AGREEMENT]
+    good = [t for t in table if t["agreement"] >= FIRST_WINDOW_AGREEMENT and t["macro_f1_change"] >= -MAX_F1_CHANGE]
     chosen = good[0] if good else None
     return {"threshold": chosen["threshold"] if chosen else None, "min_agreement": FIRST_WINDOW_AGREEMENT,
-            "long_paragraphs": len(rows), "predictions": len(full), "tried": table,
-            **({} if chosen else {"reason": f"no threshold kept {FIRST_WINDOW_AGREEMENT} of the labels: every window is read"})}
+            "max_macro_f1_loss": MAX_F1_CHANGE, "long_paragraphs": len(rows), "predictions": len(full), "tried": table,
+            **({} if chosen else {"reason": f"no threshold kept {FIRST_WINDOW_AGREEMENT} of the labels and the macro-F1 "
+                                            f"of either mode within {MAX_F1_CHANGE}: every window is read"})}
 
 
 def is_current(model_dir: Path, meta: dict, source: str | None) -> bool:
