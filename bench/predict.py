@@ -3,7 +3,9 @@ predictor, in one process and one run, on every labelled paragraph of a corpus (
 ../shared/corpus), at batch 1, 8 and 32 with threads = cores.
 
 For each code and batch size: paragraphs/s, p50/p95 latency of a call (one call = one batch of
-paragraphs in corpus order, as a client sends them), peak RSS while it ran, label agreement with
+paragraphs in corpus order, as a client sends them; the codes take turns every 32 paragraphs, so
+that the machine's drift falls on all of them alike), peak RSS of the process holding that code
+alone (measured apart, in a pass of its own), label agreement with
 the plain code at batch 1 (on all paragraphs, and on those that fit one window, where both read the
 same tokens) and macro-F1 against the gold labels. Every backend reads paragraphs as the service
 does: a long paragraph's other windows only when its first is unsure (the threshold the export
@@ -34,7 +36,7 @@ from pathlib import Path
 import torch
 
 from bench.helpers import PeakRss
-from model.backends import PARITY_FILE, TORCH, first_window_threshold, read_parity
+from model.backends import PARITY_FILE, TORCH, choose_backend, first_window_threshold, load_bert_predictor, read_parity
 from model.bert import BertPredictor, PairEncoder, read_window_config, set_threads
 from model.context import path_text
 from model.onnx_backend import ONNX_FILES, OnnxPredictor
@@ -83,26 +85,57 @@ class PlainCard:
         return [self.labels[i] for i in probs.argmax(-1).tolist()]
 
 
-def run_calls(predict: Callable[[list[str], list[list[str]]], list[str]], texts: list[str], contexts: list[list[str]],
-              batch: int, warmup_calls: int = 2) -> dict:
-    """Every paragraph once, `batch` a call in corpus order, after a warm-up; labels and figures."""
-    for start in range(0, min(len(texts), warmup_calls * batch), batch):
-        predict(texts[start: start + batch], contexts[start: start + batch])
+Predict = Callable[[list[str], list[list[str]]], list[str]]
+CHUNK = 32  # paragraphs a code runs before the next code takes its turn
+
+
+def run_interleaved(codes: dict[str, Predict], texts: list[str], contexts: list[list[str]], batch: int,
+                    chunk: int = CHUNK, warmup_calls: int = 2) -> dict[str, dict]:
+    """Every paragraph once per code, `batch` a call in corpus order, the codes taking turns chunk by
+    chunk (the order rotating), after a warm-up of each: labels, paragraphs/s and call latencies.
+    This machine's speed drifts by ±20 % over a minute (other tenants); codes timed one after the
+    other each met a different machine, and their ratios moved with it. Taking turns every `chunk`
+    paragraphs, every code meets the same drift."""
+    for predict in codes.values():
+        for start in range(0, min(len(texts), warmup_calls * batch), batch):
+            predict(texts[start: start + batch], contexts[start: start + batch])
     gc.collect()
-    latencies, labels = [], []
+    seconds = dict.fromkeys(codes, 0.0)
+    latencies: dict[str, list[float]] = {name: [] for name in codes}
+    labels: dict[str, list[str]] = {name: [] for name in codes}
+    names = list(codes)
+    step = max(chunk, batch)
+    for turn, first in enumerate(range(0, len(texts), step)):
+        for name in names[turn % len(names):] + names[: turn % len(names)]:
+            for start in range(first, min(first + step, len(texts)), batch):
+                began = time.perf_counter()
+                labels[name] += codes[name](texts[start: start + batch], contexts[start: start + batch])
+                latencies[name].append(time.perf_counter() - began)
+                seconds[name] += latencies[name][-1]
+    out = {}
+    for name in codes:
+        calls = sorted(latencies[name])
+        out[name] = {"batch": batch, "paragraphs": len(texts), "seconds": round(seconds[name], 3),
+                     "paragraphs_per_second": round(len(texts) / seconds[name], 2),
+                     "latency_ms_p50": round(1000 * statistics.median(calls), 2),
+                     "latency_ms_p95": round(1000 * calls[min(len(calls) - 1, int(0.95 * len(calls)))], 2),
+                     "labels": labels[name]}
+    return out
+
+
+def peak_memory(load: Callable[[], Predict], texts: list[str], contexts: list[list[str]], batch: int) -> float:
+    """Peak RSS (MB) of this process holding one code alone, over a pass `batch` a call after a
+    warm-up pass: memory is measured apart from speed, where every code is loaded at once."""
+    gc.collect()
+    predict = load()
+    for start in range(0, len(texts), batch):
+        predict(texts[start: start + batch], contexts[start: start + batch])
     with PeakRss() as memory:
-        started = time.perf_counter()
         for start in range(0, len(texts), batch):
-            began = time.perf_counter()
-            labels += predict(texts[start: start + batch], contexts[start: start + batch])
-            latencies.append(time.perf_counter() - began)
-        seconds = time.perf_counter() - started
-    latencies.sort()
-    return {"batch": batch, "paragraphs": len(texts), "seconds": round(seconds, 3),
-            "paragraphs_per_second": round(len(texts) / seconds, 2),
-            "latency_ms_p50": round(1000 * statistics.median(latencies), 2),
-            "latency_ms_p95": round(1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 2),
-            "peak_rss_mb": round(memory.peak, 1), "labels": labels}
+            predict(texts[start: start + batch], contexts[start: start + batch])
+    del predict
+    gc.collect()
+    return round(memory.peak, 1)
 
 
 def served_threshold(model_dir: Path) -> float | None:
@@ -281,37 +314,35 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
     plain = PlainCard(model_dir)
     fits = [len(ids) <= plain.max_length for ids in plain.tok([plain.pairs.first(path_text(c)) for c in contexts], texts,
                                                               truncation="only_second", max_length=plain.max_length + 1)["input_ids"]]
-    reference: list[str] = []
-    for batch in batches:
-        figures = run_calls(plain.predict, texts, contexts, batch)
-        reference = reference or figures["labels"]  # the first (smallest) batch: no padding at batch 1
-        rows.append({"code": PLAIN, "parity": "—", "windows": "first, truncated", **common, **figures})
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
     del plain
-    gc.collect()
-
     threshold = served_threshold(model_dir)
     reading = f"first, rest below {threshold:g}" if threshold else "every window"
-    for backend, note, load in project_predictors(model_dir, threads, max_batch_tokens):
-        predictor = load()
-        for batch in batches:
-            rows.append({"code": f"renda {backend}", "parity": note, "windows": reading, **common,
-                         **run_calls(labels_of(predictor), texts, contexts, batch)})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
-        del predictor, load
-        gc.collect()
-    from model.backends import load_bert_predictor
 
-    if threshold:  # what the first-window rule saves: the served backend once more, reading every window
+    def served_every_window():
         served = load_bert_predictor(model_dir, threads, cache_size=0, max_batch_tokens=max_batch_tokens)
         served.first_window_threshold = None
-        note = next(r["parity"] for r in rows if r["code"] == f"renda {served.backend}")
+        return served
+
+    # (code, parity note, windows read, loader of its predict function)
+    codes = [(PLAIN, "—", "first, truncated", lambda: PlainCard(model_dir).predict)]
+    codes += [(f"renda {backend}", note, reading, lambda load=load: labels_of(load()))
+              for backend, note, load in project_predictors(model_dir, threads, max_batch_tokens)]
+    if threshold:  # what the first-window rule saves: the served backend once more, reading every window
+        served_backend = choose_backend(model_dir, settings.backend, read_meta(model_dir))[0]
+        note = next(note for code, note, _, _ in codes if code == f"renda {served_backend}")
+        codes.append((f"renda {served_backend}, every window", note, "every window", lambda: labels_of(served_every_window())))
+    memory = {code: peak_memory(load, texts, contexts, max(batches)) for code, _, _, load in codes}
+    print(json.dumps({"peak_rss_mb": memory}, ensure_ascii=False), flush=True)
+    loaded = {code: load() for code, _, _, load in codes}
+    timed = {batch: run_interleaved(loaded, texts, contexts, batch) for batch in batches}
+    del loaded
+    gc.collect()
+    reference = timed[min(batches)][PLAIN]["labels"]  # the smallest batch: no padding at batch 1
+    for code, note, windows, _ in codes:
         for batch in batches:
-            rows.append({"code": f"renda {served.backend}, every window", "parity": note, "windows": "every window", **common,
-                         **run_calls(labels_of(served), texts, contexts, batch)})
+            rows.append({"code": code, "parity": note, "windows": windows, **common, **timed[batch][code],
+                         "peak_rss_mb": memory[code]})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "labels"}, ensure_ascii=False), flush=True)
-        del served
-        gc.collect()
 
     for row in rows:
         labels = row.pop("labels")

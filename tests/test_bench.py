@@ -148,3 +148,22 @@ def test_every_text_the_load_sends_is_new():
     sent = [p for _ in range(50) for p in mix.request(rng, "paragraphs")[2]["paragraphs"]]
     texts = [p if isinstance(p, str) else p["text"] for p in sent]
     assert len(texts) == len(set(texts))  # the cache could answer none of them
+
+
+def test_the_codes_take_turns_chunk_by_chunk():
+    """Each code reads every paragraph once, in corpus order, `batch` a call; the codes take turns
+    every chunk, the order rotating, so a slow spell of the machine falls on all of them."""
+    log = []
+
+    def code(name):
+        def predict(texts, contexts):
+            log.append((name, texts[0]))
+            return [name] * len(texts)
+        return predict
+
+    texts = [f"段落{i}" for i in range(10)]
+    result = bench_predict.run_interleaved({"a": code("a"), "b": code("b")}, texts, [[]] * 10, batch=2, chunk=4, warmup_calls=1)
+    timed = log[2:]  # after one warm-up call each
+    assert [t for n, t in timed if n == "a"] == [t for n, t in timed if n == "b"] == texts[::2]
+    assert [n for n, _ in timed] == list("aabb" "bbaa" "ab")  # chunks of 4 paragraphs (2 calls), then the last 2
+    assert {r["paragraphs"] for r in result.values()} == {10} and result["a"]["labels"] == ["a"] * 10
