@@ -66,7 +66,9 @@ class Retrainer:
             self.state = {"status": "running", "phase": "training", "started": time.time(), "epoch": 0,
                           "epochs": self.epochs(), "dev_macro_f1": None, "old": old, "new": None, "message": "",
                           "corrections_files": len(corrections)}
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+            # The child reads its settings from the environment: the service's own build folder goes
+            # with it, or its datasets would land in the default one whatever the service was given.
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "BUILD_DIR": str(self.settings.build_dir)}
             self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                             env=env, start_new_session=True)
             threading.Thread(target=self._watch, args=(self.process,), name="renda-retrain", daemon=True).start()

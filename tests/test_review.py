@@ -247,6 +247,7 @@ def test_retrain_from_the_service_swaps_in_the_new_model(tmp_path, tiny_model, t
         assert state["new"]["held_out_metrics"] and state["minutes"] > 0
         assert any(s.get("epoch") for s in state["seen"]) or state["epochs"] == 1
         assert c.post("/v1/classify", json={"paragraphs": ["依法监督。"]}).json()["model"] == new
+    assert len(list((tmp_path / "build").glob("retrain-*"))) == 1  # the dataset went to the service's build folder
 
 
 def test_a_failed_retrain_leaves_the_model_serving(tmp_path, tiny_model, tiny_base):
