@@ -61,6 +61,11 @@ RENDA   := $(BIN)/renda
 TAG     := $(shell printf '%s|%s|%s' "$(CORPUS)" "$(TEST_FROM)" "$(SEED)$(if $(TRAIN_FROM),|train-from:$(TRAIN_FROM))" | md5sum | cut -c1-8)
 DATASET := build/dataset-$(TAG)
 CORPUS_FILES := $(shell find $(CORPUS) $(TEST_FROM) \( -name '*.txt' -o -name '*.jsonl' \) 2>/dev/null)
+# The corpus's file list, rewritten only when it changes: a report taken out leaves no newer file
+# behind, and without the list the dataset (and the model) would go on holding it.
+CORPUS_LIST := build/corpus-$(TAG).list
+$(shell mkdir -p build && printf '%s\n' $(sort $(CORPUS_FILES)) > $(CORPUS_LIST).new && \
+  { cmp -s $(CORPUS_LIST).new $(CORPUS_LIST) && rm -f $(CORPUS_LIST).new || mv $(CORPUS_LIST).new $(CORPUS_LIST); })
 SOURCES := $(wildcard renda/*.py training/*.py model/*.py) renda/labels.toml
 DEFAULT_BASE := models/base/multilingual-e5-small
 
@@ -89,7 +94,7 @@ lock: $(VENV)/.scale  # the scale extra installed too, so the lock pins Ray and 
 
 data: $(DATASET)/summary.json
 
-$(DATASET)/summary.json: $(VENV)/.installed $(CORPUS_FILES) $(SOURCES)
+$(DATASET)/summary.json: $(VENV)/.installed $(CORPUS_FILES) $(CORPUS_LIST) $(SOURCES)
 	$(RENDA) data --corpus $(CORPUS) --out $(DATASET) --seed $(SEED) $(if $(TEST_FROM),--test-from $(TEST_FROM)) \
 	  $(if $(TRAIN_FROM),--train-from $(TRAIN_FROM))
 

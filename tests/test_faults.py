@@ -61,6 +61,38 @@ def test_make_serve_trains_when_there_is_no_model(tmp_path):
         assert plan.index("renda train") < plan.index(f"serve --model {model}")
 
 
+def test_make_data_rebuilds_when_a_report_is_taken_out(tmp_path):
+    """A report removed from the corpus leaves no newer file behind; the corpus's file list does
+    change, and the dataset is rebuilt instead of going on holding the removed report."""
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (corpus / name).write_text("一、立法工作\n制定条例两件。\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CORPUS")}
+
+    def plan() -> str:
+        done = subprocess.run(["make", "-n", "data", f"CORPUS={corpus}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = plan()
+    assert "renda data" in first
+    dataset = ROOT / first.split("--out ")[1].split()[0]
+    listing = ROOT / "build" / f"corpus-{dataset.name.removeprefix('dataset-')}.list"
+    try:
+        dataset.mkdir(parents=True)
+        (dataset / "summary.json").write_text("{}", encoding="utf-8")  # as if built just now
+        assert "renda data" not in plan()  # up to date
+        (corpus / "b.txt").unlink()
+        assert "renda data" in plan()  # the list changed: rebuilt
+        assert listing.read_text(encoding="utf-8").split() == [str(corpus / "a.txt")]
+    finally:
+        shutil.rmtree(dataset, ignore_errors=True)
+        listing.unlink(missing_ok=True)
+
+
 # --- a missing or broken model folder: /healthz 200, /readyz 503 with a one-line reason ---------
 
 
