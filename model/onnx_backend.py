@@ -11,6 +11,7 @@ check at export (training/export.py) and the backend choice (model/backends.py).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,52 @@ def export_fp32(model, tokenizer, path: Path) -> Path:
     return atomic_write(path, lambda partial: program.save(partial, external_data=False))
 
 
+def export_fused_fp32(model, tokenizer, path: Path) -> Path:
+    """The classifier with ONNX Runtime's fused BERT operators (Attention, EmbedLayerNormalization,
+    SkipLayerNormalization, BiasGelu): traced by the TorchScript exporter with the eager attention
+    code, whose pattern ONNX Runtime's BERT optimizer recognises (the dynamo export's is not), then
+    fused. Used as the source of an int8 variant; the parity check at export judges it like any
+    other. Raises when the attention did not fuse, so the variant is recorded as failed."""
+    import onnx
+    import torch
+    from onnxruntime.transformers import optimizer
+
+    class Logits(torch.nn.Module):
+        def __init__(self, classifier):
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            return self.classifier(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    sample = tokenizer(["今后工作建议", ""], ["听取审议专项工作报告，开展执法检查。", "制定条例。"], padding=True, return_tensors="pt")
+    names = [name for name in INPUTS if name in sample]
+    # The tracer puts the module it was given back in the mode it found it in: a fresh wrapper is in
+    # training mode, which would leave the served model with dropout on. Both are restored here.
+    before, training = model.config._attn_implementation, model.training
+    model.set_attn_implementation("eager")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = path.with_name(path.name + ".traced")
+            torch.onnx.export(Logits(model).eval(), tuple(sample[n] for n in names), str(traced), dynamo=False,
+                              input_names=names, output_names=["logits"], opset_version=17,
+                              dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}})
+    finally:
+        model.set_attn_implementation(before)
+        model.train(training)
+    try:
+        config = model.config
+        fused = optimizer.optimize_model(str(traced), model_type="bert", num_heads=config.num_attention_heads,
+                                         hidden_size=config.hidden_size, opt_level=0)
+    finally:
+        traced.unlink(missing_ok=True)
+    attention = sum(node.op_type == "Attention" for node in fused.model.graph.node)
+    if attention != config.num_hidden_layers:
+        raise RuntimeError(f"ONNX Runtime fused the attention of {attention} of {config.num_hidden_layers} layers")
+    return atomic_write(path, lambda partial: onnx.save(fused.model, str(partial)))
+
+
 # Dynamic int8 variants tried at export, each checked for parity (training/export.py). This CPU (AVX2,
 # no VNNI) can saturate the default U8S8 products; ONNX Runtime's guide suggests reduce_range or U8U8.
 # Only MatMuls are quantised: the embeddings (Gather) and the classifier (Gemm) stay fp32 in all.
@@ -101,6 +148,9 @@ INT8_VARIANTS = {
     # quantised per block at run time (accuracy level 4: int8 products), so one wide channel no
     # longer sets the scale of a whole tensor. Every weight MatMul int8.
     "block-wise 8-bit (MatMulNBits, blocks of 128)": {"block_bits": 8, "block_size": 128},
+    # The same on ONNX Runtime's fused BERT graph (export_fused_fp32): the attention runs as one
+    # operator (its projections fp32), every other MatMul block-wise 8-bit.
+    "fused attention, block-wise 8-bit": {"fused": True, "block_bits": 8, "block_size": 128},
     # static: activations' ranges calibrated once on dev windows (QDQ), not measured at run time
     "static, per-channel, reduce_range": {"static": True, "reduce_range": True},
 }
@@ -209,13 +259,19 @@ def quantize_blockwise(source: Path, path: Path, block_bits: int, block_size: in
     return atomic_write(path, lambda partial: quantizer.model.save_model_to_file(str(partial), use_external_data_format=False))
 
 
-def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None) -> Path:
+def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None,
+                  fused: Callable[[], Path] | None = None) -> Path:
     """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
     dynamic (activations quantised at run time), or static (their ranges calibrated on
-    `calibration`, padded batches of windows as the predictor feeds the model)."""
+    `calibration`, padded batches of windows as the predictor feeds the model). A variant of the
+    fused graph is quantised from `fused()`, which makes that graph (export_fused_fp32)."""
     from onnxruntime.quantization import QuantType
 
     options = dict(INT8_VARIANTS[variant])
+    if options.pop("fused", False):
+        if fused is None:
+            raise ValueError(f"{variant!r} is quantised from the fused graph: no way to make it was given")
+        source = fused()
     weight_type = options.pop("weight_type", "QInt8")
     if options.pop("static", False):
         return quantize_static_int8(source, path, calibration, getattr(QuantType, weight_type), **options)

@@ -61,7 +61,7 @@ def test_export_writes_both_files_and_a_parity_record(tiny_onnx_model, starter_d
 
 
 def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx_model):
-    from model.onnx_backend import INT8_VARIANTS, activation_matmuls, quantize_int8
+    from model.onnx_backend import INT8_VARIANTS, activation_matmuls, export_fused_fp32, open_session, quantize_int8
 
     record = parity(tiny_onnx_model)
     variants = record["int8_variants"]
@@ -84,8 +84,14 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     from training.export import calibration_batches, parity_records
 
     records, _ = parity_records(tiny_onnx_model, read_meta(tiny_onnx_model), None)  # what the export calibrated on
-    calibration = calibration_batches(BertPredictor.load(tiny_onnx_model), records)
-    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, kept["variant"], calibration)
+    torch_predictor = BertPredictor.load(tiny_onnx_model)
+    calibration = calibration_batches(torch_predictor, records)
+    fused_path = tiny_onnx_model / "fresh.fused.onnx"
+
+    def fused():
+        return export_fused_fp32(torch_predictor.model, torch_predictor.tokenizer, fused_path)
+
+    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, kept["variant"], calibration, fused)
     import onnx
 
     assert onnx.load(str(fresh_path)).graph == onnx.load(str(tiny_onnx_model / "model.int8.onnx")).graph
@@ -116,6 +122,25 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     assert len(blockwise) == len(roles) and {n.name for n in nodes if n.op_type == "MatMul"} == set(activation_matmuls(tiny_onnx_model / "model.onnx"))
     assert all({a.name: a.i for a in n.attribute}["bits"] == 8 and {a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in blockwise)
     fresh_path.unlink()
+    # the fused graph: ONNX Runtime's Attention operator in every layer, torch's scores; its variant
+    # block-wise 8-bit in every MatMul left outside the attention
+    assert not (tiny_onnx_model / "model.fused.onnx").exists()  # the export's own copy is not kept
+    fused()
+    assert not torch_predictor.model.training  # the tracer left the model as it found it: no dropout
+    ops = Counter(node.op_type for node in onnx.load(str(fused_path)).graph.node)
+    assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] >= 2
+    scored = OnnxPredictor.load(tiny_onnx_model, "onnx")
+    scored.session = open_session(fused_path)
+    scored.input_names = [i.name for i in scored.session.get_inputs()]
+    windows = [(0, f) for f in scored.pairs.first_windows([path_text(c) for c in CONTEXTS], TEXTS)]
+    assert np.allclose(scored.window_scores(windows), torch_predictor.window_scores(windows), atol=1e-4)
+    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused attention, block-wise 8-bit", fused=fused)
+    ops = Counter(node.op_type for node in onnx.load(str(fresh_path)).graph.node)
+    assert ops["Attention"] == 2 and ops["MatMulNBits"] == 2 * 3 and ops["MatMul"] == 0  # attention output, FFN in and out
+    with pytest.raises(ValueError, match="fused graph"):
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused attention, block-wise 8-bit")
+    fresh_path.unlink()
+    fused_path.unlink()
     # the static variant is QDQ: its activations are quantised by calibrated scales, not at run time
     quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "static, per-channel, reduce_range", calibration)
     ops = {node.op_type for node in onnx.load(str(fresh_path)).graph.node}

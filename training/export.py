@@ -23,7 +23,7 @@ from model.backends import PARITY_FILE, TORCH, read_parity
 from model.bert import BertPredictor, WindowedPredictor, softmax
 from model.context import path_text
 from model.metrics import macro_f1
-from model.onnx_backend import INT8_VARIANTS, ONNX_FILES, OnnxPredictor, export_fp32, quantize_int8
+from model.onnx_backend import INT8_VARIANTS, ONNX_FILES, OnnxPredictor, export_fp32, export_fused_fp32, quantize_int8
 from model.predictor import Prediction, read_meta
 from renda.records import DataError, Record, atomic_write_text
 
@@ -240,14 +240,24 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     else:  # every int8 variant checked; the fastest that passed is kept (else the closest to torch, recorded as failed)
         calibration = calibration_batches(torch_predictor, records)
         baseline = OnnxPredictor.load(model_dir, "onnx", threads, budget) if results["onnx"]["passed"] else None
-        for variant in INT8_VARIANTS:
-            variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration), baseline)})
-            print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
-        passing = [v for v in variants if v["passed"]]
-        chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
-                  else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
-        if chosen is not variants[-1]:
-            quantize_int8(fp32, int8, chosen["variant"], calibration)  # the file holds the chosen variant
+        fused_path = model_dir / "model.fused.onnx"  # made once, for the variants quantised from it; not kept
+
+        def fused() -> Path:
+            if not fused_path.is_file():
+                export_fused_fp32(torch_predictor.model, torch_predictor.tokenizer, fused_path)
+            return fused_path
+
+        try:
+            for variant in INT8_VARIANTS:
+                variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration, fused), baseline)})
+                print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
+            passing = [v for v in variants if v["passed"]]
+            chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
+                      else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
+            if chosen is not variants[-1]:
+                quantize_int8(fp32, int8, chosen["variant"], calibration, fused)  # the file holds the chosen variant
+        finally:
+            fused_path.unlink(missing_ok=True)
         results["onnx-int8"] = chosen
     passed = [name for name, result in results.items() if result["passed"]]
     record = {
