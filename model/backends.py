@@ -1,7 +1,7 @@
 """Which backend serves a BERT model folder: torch, or one of its ONNX exports.
 
 The BACKEND setting asks for one: `auto` (the default) takes the fastest backend that passed the
-parity check at export, as recorded in the folder's onnx_parity.json; `onnx` / `onnx-int8` take
+parity check at export, as recorded in the folder's onnx_parity.json; `onnx` / `onnx-fused` / `onnx-int8` take
 that export if it passed; `torch` always takes torch. Anything missing, stale, failed or broken
 falls back to torch, and the predictor says why (`backend_reason`, shown by GET /v1/model).
 """

@@ -20,7 +20,9 @@ from model.bert import WindowedPredictor, read_window_config
 from model.predictor import read_meta
 from renda.records import atomic_write
 
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+# onnx: the dynamo export, the source of most int8 variants; onnx-fused: the same model as ONNX
+# Runtime's fused BERT operators, fp32 (export_fused_fp32); onnx-int8: the int8 variant kept.
+ONNX_FILES = {"onnx": "model.onnx", "onnx-fused": "model.fused.onnx", "onnx-int8": "model.int8.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those of them the tokenizer gives
 
 

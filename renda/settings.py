@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
 
     # Inference (BERT models: the service, the CLI, evaluation)
-    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+    backend: Literal["auto", "torch", "onnx", "onnx-fused", "onnx-int8"] = Field(
         "auto", description="auto: the fastest backend that passed the parity check at export (onnx_parity.json), else torch")
     cache_size: int = Field(4096, ge=0, description="recent paragraph results kept (LRU); 0 = no cache")
     # Measured (make bench's profile, ONNX fp32, 2 cores, 32 paragraphs a call): 4096 padded 34 % of the

@@ -268,7 +268,7 @@ class ModelResponse(BaseModel):
     held_out_metrics: dict
     label2id: dict[str, int]
     limits: Limits
-    backend: str | None = Field(None, description="what runs the model: torch, onnx or onnx-int8 (BACKEND setting; "
+    backend: str | None = Field(None, description="what runs the model: torch, onnx, onnx-fused or onnx-int8 (BACKEND setting; "
                                                   "null for the n-gram baseline)")
     backend_reason: str | None = Field(None, description="why that backend: the setting, the parity check at export, "
                                                          "or what made it fall back to torch")

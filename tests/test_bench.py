@@ -36,7 +36,7 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
     out = tmp_path / "bench"
     result = bench_predict.run(tiny_onnx_model, [str(small_corpus)], out, threads=1, limit=6)
     rows = result["rows"]
-    codes = [bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-int8"]
+    codes = [bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-fused", "renda onnx-int8"]
     threshold = bench_predict.served_threshold(tiny_onnx_model)
     assert threshold is not None  # the export chose one: the rows read as the service reads
     served = result["profile"][0]["backend"]
@@ -50,12 +50,12 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
         assert 0 <= row["agreement"] <= 1 and 0 <= row["macro_f1"] <= 1
     assert result["fit_one_window"] == 4
     for row in rows:  # where both read the same tokens, fp32 gives the plain code's labels
-        if row["code"] in (bench_predict.PLAIN, "renda torch", "renda onnx"):
+        if row["code"] in (bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-fused"):
             assert row["agreement_one_window"] == 1.0, row
     assert {r["parity"] for r in rows if r["code"].startswith("renda onnx")} <= {"passed", "FAILED (not served)"}
     cache = result["cache"]
     assert cache["reports"] == 2 and cache["hits"] > 0 and cache["misses"] > 0  # the second report: all hits
-    assert 0.3 < cache["hit_rate"] <= 0.5 and cache["backend"] in ("torch", "onnx", "onnx-int8")
+    assert 0.3 < cache["hit_rate"] <= 0.5 and cache["backend"] in ("torch", "onnx", "onnx-fused", "onnx-int8")
     written = json.loads((out / "predict.json").read_text())
     assert written["rows"] == rows and "| code |" in (out / "predict.md").read_text()
     assert (out / "predict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -63,7 +63,7 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
     assert len(table) == 2 + len(rows) and len(set(table)) == len(table)  # one line a row, none repeated
     # The profile of the served backend: the shares add up, every paragraph's windows are counted.
     profile = result["profile"]
-    assert [p["batch"] for p in profile] == [1, 32] and {p["backend"] for p in profile} <= {"torch", "onnx", "onnx-int8"}
+    assert [p["batch"] for p in profile] == [1, 32] and {p["backend"] for p in profile} <= {"torch", "onnx", "onnx-fused", "onnx-int8"}
     for p in profile:
         assert p["tokenize_s"] > 0 and p["model_s"] > 0 and p["windows"] >= 6 and p["model_batches"] >= 1
         assert abs(p["tokenize_share"] + p["model_share"] + p["other_share"] - 1) < 0.01

@@ -52,7 +52,9 @@ def test_export_writes_both_files_and_a_parity_record(tiny_onnx_model, starter_d
     assert record["thresholds"] == {"min_agreement": 0.995, "max_macro_f1_change": 0.005}
     onnx = record["backends"]["onnx"]
     assert onnx["passed"] and onnx["agreement"] >= 0.995 and onnx["max_logit_diff"] < 1e-4  # fp32: the same model
-    for name in ("onnx", "onnx-int8"):
+    fused = record["backends"]["onnx-fused"]  # fp32 too, fused operators: the same model's scores
+    assert (tiny_onnx_model / "model.fused.onnx").is_file() and fused["passed"] and fused["max_logit_diff"] < 1e-4
+    for name in ("onnx", "onnx-fused", "onnx-int8"):
         result = record["backends"][name]
         assert {"agreement", "max_logit_diff", "macro_f1", "macro_f1_change", "paragraphs_per_second"} <= set(result)
         # the verdict follows the bar
@@ -124,7 +126,6 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     fresh_path.unlink()
     # the fused graph: ONNX Runtime's Attention operator in every layer, torch's scores; its variant
     # block-wise 8-bit in every MatMul left outside the attention
-    assert not (tiny_onnx_model / "model.fused.onnx").exists()  # the export's own copy is not kept
     fused()
     assert not torch_predictor.model.training  # the tracer left the model as it found it: no dropout
     ops = Counter(node.op_type for node in onnx.load(str(fused_path)).graph.node)
@@ -184,7 +185,7 @@ def test_failed_parity_is_never_served(copy):
             record["backends"][name]["paragraphs_per_second"] = 1e9  # faster than torch, and still not served
 
     rewrite_parity(copy, fail)
-    for wanted in ("auto", "onnx", "onnx-int8"):
+    for wanted in ("auto", "onnx", "onnx-fused", "onnx-int8"):
         predictor = load_bert_predictor(copy, threads=1, backend=wanted)
         assert predictor.backend == "torch", wanted
     assert "failed the parity check" in choose_backend(copy, "onnx")[1]

@@ -1,7 +1,8 @@
 """`make export` / `renda export`: a trained BERT folder's ONNX copies, checked against torch.
 
-Writes model.onnx (fp32) and model.int8.onnx (dynamic int8: every variant of INT8_VARIANTS is tried
-and the fastest that passes kept, all recorded) into the folder, then checks each
+Writes model.onnx (fp32), model.fused.onnx (the same as ONNX Runtime's fused BERT operators, fp32)
+and model.int8.onnx (int8: every variant of INT8_VARIANTS is tried and the fastest that passes
+kept, all recorded) into the folder, then checks each
 against the fp32 torch model on the dev split of the model's dataset (or on paragraphs given):
 label agreement ≥ 0.995 and macro-F1 within 0.005, each paragraph predicted with and without its
 heading path (both uses the service has). The results, with the largest logit difference and each
@@ -236,28 +237,29 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     print(f"onnx: {json.dumps(results['onnx'], ensure_ascii=False)}", flush=True)
     variants = []
     if "export failed" in results["onnx"].get("reason", ""):
-        results["onnx-int8"] = {"file": ONNX_FILES["onnx-int8"], "passed": False, "reason": "not made: the fp32 export it is quantised from failed"}
+        for backend in ("onnx-fused", "onnx-int8"):
+            results[backend] = {"file": ONNX_FILES[backend], "passed": False, "reason": "not made: the fp32 export failed"}
     else:  # every int8 variant checked; the fastest that passed is kept (else the closest to torch, recorded as failed)
         calibration = calibration_batches(torch_predictor, records)
         baseline = OnnxPredictor.load(model_dir, "onnx", threads, budget) if results["onnx"]["passed"] else None
-        fused_path = model_dir / "model.fused.onnx"  # made once, for the variants quantised from it; not kept
+        fused_path = model_dir / ONNX_FILES["onnx-fused"]
 
-        def fused() -> Path:
+        def fused() -> Path:  # the fused fp32 graph: a backend of its own, and the source of the fused int8 variant
             if not fused_path.is_file():
                 export_fused_fp32(torch_predictor.model, torch_predictor.tokenizer, fused_path)
             return fused_path
 
-        try:
-            for variant in INT8_VARIANTS:
-                variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration, fused), baseline)})
-                print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
-            passing = [v for v in variants if v["passed"]]
-            chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
-                      else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
-            if chosen is not variants[-1]:
-                quantize_int8(fp32, int8, chosen["variant"], calibration, fused)  # the file holds the chosen variant
-        finally:
-            fused_path.unlink(missing_ok=True)
+        fused_path.unlink(missing_ok=True)  # an earlier model's
+        results["onnx-fused"] = check("onnx-fused", fused, baseline)
+        print(f"onnx-fused: {json.dumps(results['onnx-fused'], ensure_ascii=False)}", flush=True)
+        for variant in INT8_VARIANTS:
+            variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration, fused), baseline)})
+            print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
+        passing = [v for v in variants if v["passed"]]
+        chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
+                  else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
+        if chosen is not variants[-1]:
+            quantize_int8(fp32, int8, chosen["variant"], calibration, fused)  # the file holds the chosen variant
         results["onnx-int8"] = chosen
     passed = [name for name, result in results.items() if result["passed"]]
     record = {
