@@ -62,8 +62,10 @@ class OnnxPredictor(WindowedPredictor):
         return self.session.run(["logits"], {name: batch[name] for name in self.input_names})[0]
 
 
-def export_fp32(model, tokenizer, path: Path) -> Path:
-    """The classifier (token ids and mask → logits) as ONNX, batch and sequence length dynamic."""
+def traced_inputs(model, tokenizer):
+    """What an export traces: the classifier as a module from token ids (and mask, and type ids where
+    the tokenizer gives them) to logits, in eval mode, and a sample of two rows of different lengths,
+    so that neither axis is specialised to the sample's size; with the input names."""
     import torch
 
     class Logits(torch.nn.Module):
@@ -74,13 +76,19 @@ def export_fp32(model, tokenizer, path: Path) -> Path:
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             return self.classifier(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
-    # Two rows of different lengths, so neither axis is specialised to the sample's size.
     sample = tokenizer(["今后工作建议", ""], ["听取审议专项工作报告，开展执法检查。", "制定条例。"], padding=True, return_tensors="pt")
-    names = [name for name in INPUTS if name in sample]
+    return Logits(model).eval(), sample, [name for name in INPUTS if name in sample]
+
+
+def export_fp32(model, tokenizer, path: Path) -> Path:
+    """The classifier (token ids and mask → logits) as ONNX, batch and sequence length dynamic."""
+    import torch
+
+    module, sample, names = traced_inputs(model, tokenizer)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with warnings.catch_warnings():  # the exporter's notes on axis names and deprecations: not ours to act on
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(Logits(model.eval()), (), kwargs={n: sample[n] for n in names}, dynamo=True,
+        program = torch.onnx.export(module, (), kwargs={n: sample[n] for n in names}, dynamo=True,
                                     input_names=names, output_names=["logits"], verbose=False,
                                     dynamic_shapes={n: {0: batch, 1: sequence} for n in names})
     return atomic_write(path, lambda partial: program.save(partial, external_data=False))
@@ -90,31 +98,22 @@ def export_fused_fp32(model, tokenizer, path: Path) -> Path:
     """The classifier with ONNX Runtime's fused BERT operators (Attention, EmbedLayerNormalization,
     SkipLayerNormalization, BiasGelu): traced by the TorchScript exporter with the eager attention
     code, whose pattern ONNX Runtime's BERT optimizer recognises (the dynamo export's is not), then
-    fused. Used as the source of an int8 variant; the parity check at export judges it like any
-    other. Raises when the attention did not fuse, so the variant is recorded as failed."""
+    fused. The `onnx-fused` backend, and the source of an int8 variant; the parity check at export
+    judges it like any other. Raises when the attention did not fuse, so it is recorded as failed."""
     import onnx
     import torch
     from onnxruntime.transformers import optimizer
 
-    class Logits(torch.nn.Module):
-        def __init__(self, classifier):
-            super().__init__()
-            self.classifier = classifier
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
-            return self.classifier(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    sample = tokenizer(["今后工作建议", ""], ["听取审议专项工作报告，开展执法检查。", "制定条例。"], padding=True, return_tensors="pt")
-    names = [name for name in INPUTS if name in sample]
-    # The tracer puts the module it was given back in the mode it found it in: a fresh wrapper is in
-    # training mode, which would leave the served model with dropout on. Both are restored here.
+    module, sample, names = traced_inputs(model, tokenizer)
+    # The tracer puts the module it was given back in the mode it found it in; the model's own mode
+    # (no dropout when served) and attention code are restored here whatever happens.
     before, training = model.config._attn_implementation, model.training
     model.set_attn_implementation("eager")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = path.with_name(path.name + ".traced")
-            torch.onnx.export(Logits(model).eval(), tuple(sample[n] for n in names), str(traced), dynamo=False,
+            torch.onnx.export(module, tuple(sample[n] for n in names), str(traced), dynamo=False,
                               input_names=names, output_names=["logits"], opset_version=17,
                               dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}})
     finally:
