@@ -104,10 +104,10 @@ def export_fused_fp32(model, tokenizer, path: Path) -> Path:
     import torch
     from onnxruntime.transformers import optimizer
 
+    # The model's own mode (no dropout when served) and attention code are restored whatever happens.
+    config = model.config
+    before, training = config._attn_implementation, model.training
     module, sample, names = traced_inputs(model, tokenizer)
-    # The tracer puts the module it was given back in the mode it found it in; the model's own mode
-    # (no dropout when served) and attention code are restored here whatever happens.
-    before, training = model.config._attn_implementation, model.training
     model.set_attn_implementation("eager")
     try:
         with warnings.catch_warnings():
@@ -120,7 +120,6 @@ def export_fused_fp32(model, tokenizer, path: Path) -> Path:
         model.set_attn_implementation(before)
         model.train(training)
     try:
-        config = model.config
         fused = optimizer.optimize_model(str(traced), model_type="bert", num_heads=config.num_attention_heads,
                                          hidden_size=config.hidden_size, opt_level=0)
     finally:
