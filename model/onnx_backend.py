@@ -157,7 +157,7 @@ INT8_VARIANTS = {
 }
 
 
-def quantize_static_int8(source: Path, path: Path, calibration: list[dict] | None, weight_type, reduce_range: bool = False) -> Path:
+def quantize_static_int8(source: Path, path: Path, calibration: list[dict] | None, reduce_range: bool = False) -> Path:
     """QDQ int8 with activation ranges from MinMax calibration over the given batches."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -175,7 +175,7 @@ def quantize_static_int8(source: Path, path: Path, calibration: list[dict] | Non
 
     return atomic_write(path, lambda partial: quantize_static(
         source, partial, Batches(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8, weight_type=weight_type, op_types_to_quantize=["MatMul"]))
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]))
 
 
 def _graph_and_weights(path: Path | str):
@@ -238,13 +238,12 @@ def matmul_roles(path: Path | str) -> dict[str, str]:
     return roles
 
 
-def quantize_dynamic_int8(source: Path, path: Path, exclude: list[str] | tuple = (), weight_type: str = "QInt8",
-                          reduce_range: bool = False) -> Path:
+def quantize_dynamic_int8(source: Path, path: Path, exclude: list[str] | tuple = (), reduce_range: bool = False) -> Path:
     """Dynamic int8 (activations quantised at run time), per channel, MatMuls only, but `exclude`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     return atomic_write(path, lambda partial: quantize_dynamic(
-        source, partial, weight_type=getattr(QuantType, weight_type), per_channel=True, reduce_range=reduce_range,
+        source, partial, weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
         op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude)))
 
 
@@ -266,19 +265,15 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
     dynamic (activations quantised at run time), or static (their ranges calibrated on
     `calibration`, padded batches of windows as the predictor feeds the model). A variant of the
     fused graph is quantised from `fused()`, which makes that graph (export_fused_fp32)."""
-    from onnxruntime.quantization import QuantType
-
     options = dict(INT8_VARIANTS[variant])
     if options.pop("fused", False):
         if fused is None:
             raise ValueError(f"{variant!r} is quantised from the fused graph: no way to make it was given")
         source = fused()
-    weight_type = options.pop("weight_type", "QInt8")
     if options.pop("static", False):
-        return quantize_static_int8(source, path, calibration, getattr(QuantType, weight_type), **options)
+        return quantize_static_int8(source, path, calibration, **options)
     if "block_bits" in options:
         return quantize_blockwise(source, path, **options)
-    exclude = []
-    if fp32_roles := options.pop("fp32_roles", ()):
-        exclude += [name for name, role in matmul_roles(source).items() if role in fp32_roles]
-    return quantize_dynamic_int8(source, path, exclude, weight_type, **options)
+    fp32_roles = options.pop("fp32_roles", ())
+    exclude = [name for name, role in matmul_roles(source).items() if role in fp32_roles] if fp32_roles else []
+    return quantize_dynamic_int8(source, path, exclude, **options)
