@@ -311,10 +311,13 @@ def run(model_dir: Path, corpus: list[str], out: Path, batches=BATCHES, threads:
     rows: list[dict] = []
     common = {"paragraphs": len(texts), "threads": threads}
 
-    plain = PlainCard(model_dir)
-    fits = [len(ids) <= plain.max_length for ids in plain.tok([plain.pairs.first(path_text(c)) for c in contexts], texts,
-                                                              truncation="only_second", max_length=plain.max_length + 1)["input_ids"]]
-    del plain
+    from transformers import AutoTokenizer
+
+    max_length, _, prefix = read_window_config(model_dir)  # which paragraphs fit one window: the tokenizer alone
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pairs = PairEncoder(tokenizer, max_length, prefix)
+    fits = [len(ids) <= max_length for ids in tokenizer([pairs.first(path_text(c)) for c in contexts], texts,
+                                                        truncation="only_second", max_length=max_length + 1)["input_ids"]]
     threshold = served_threshold(model_dir)
     reading = f"first, rest below {threshold:g}" if threshold else "every window"
 

@@ -264,7 +264,7 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
         passing = [v for v in variants if v["passed"]]
         chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
                   else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
-        if chosen is not variants[-1]:
+        if chosen is not next(v for v in reversed(variants) if not v.get("skipped")):  # the last one written
             quantize_int8(fp32, int8, chosen["variant"], calibration, fused)  # the file holds the chosen variant
         results["onnx-int8"] = chosen
     passed = [name for name, result in results.items() if result["passed"]]
