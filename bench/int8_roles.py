@@ -7,6 +7,11 @@ same paragraphs (`--data`, else the model's dev split), each read with and witho
 label agreement, mean and largest |logit difference| over the windows read, and paragraphs/s
 (one pass, 32 a call). The int8 variants that leave parts fp32 (`INT8_VARIANTS`) were chosen from
 this table. Writes int8_roles.json and int8_roles.md.
+
+`--smooth ALPHA …`: the same on the fused graph (model.fused.onnx, its attention int8 too), its
+activations smoothed with each alpha (smooth_activations), every part int8 but the FFN output of
+some of the layers: where the smoothed variants of the export were chosen. Compared with the fused
+fp32 graph; the macro-F1 change is against the gold labels, as the export's parity check reads it.
 """
 
 from __future__ import annotations
@@ -20,50 +25,69 @@ from pathlib import Path
 import numpy as np
 
 from model.context import path_text
-from model.onnx_backend import ONNX_FILES, OnnxPredictor, activation_matmuls, matmul_roles, open_session, quantize_dynamic_int8
+from model.metrics import macro_f1
+from model.onnx_backend import (ONNX_FILES, OnnxPredictor, activation_matmuls, fp32_nodes, matmul_roles, open_session,
+                                quantize_dynamic_int8, smooth_activations)
 from model.predictor import read_meta
-from training.export import parity_records, predict_both
+from training.export import calibration_batches, parity_records, predict_both
 
 ROLES = ("other", "value", "ffn_in", "ffn_out")
+# the fused graph's plans: which layers keep their FFN output fp32 (share of the layers from the bottom, or the top half)
+FUSED_PLANS = (("every part", ()), ("FFN output fp32 in every layer", (0.0, 1.0)), ("FFN output fp32 in the bottom half", (0.0, 0.5)),
+               ("FFN output fp32 in the top half", (0.5, 1.0)), ("FFN output fp32 in the bottom third", (0.0, 1 / 3)))
 
 
-def run(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, max_batch_tokens: int = 256) -> dict:
+def run(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, max_batch_tokens: int = 256,
+        smooth: list[float] | None = None) -> dict:
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
     records, source = parity_records(model_dir, meta, data)
     threads = threads or os.cpu_count() or 1
-    fp32 = model_dir / ONNX_FILES["onnx"]
-    reference = OnnxPredictor.load(model_dir, "onnx", threads, max_batch_tokens, meta=meta)
+    backend = "onnx-fused" if smooth else "onnx"
+    fp32 = model_dir / ONNX_FILES[backend]
+    reference = OnnxPredictor.load(model_dir, backend, threads, max_batch_tokens, meta=meta)
     expected, speed = predict_both(reference, records)
+    gold = [r.label for r in records] * 2
+    reference_f1 = macro_f1(gold, [p.label for p in expected])
     texts = [r.text for r in records]
     windows = (reference.pairs.windows([path_text(r.heading_path) for r in records], texts, reference.stride)
                + reference.pairs.windows([""] * len(records), texts, reference.stride))
     expected_logits = reference.window_scores(windows)
     roles, attention_products = matmul_roles(fp32), activation_matmuls(fp32)  # each reads the graph: once
-    rows = [{"quantised": "none (fp32)", "matmuls": 0, "agreement": 1.0, "mean_logit_diff": 0.0, "max_logit_diff": 0.0,
-             "paragraphs_per_second": round(speed, 1)}]
-    plans = [(f"{role} only", {name for name, r in roles.items() if r == role}) for role in ROLES] + [("every part", set(roles))]
+    rows = [{"quantised": "none (fp32)", "matmuls": 0, "agreement": 1.0, "macro_f1_change": 0.0, "mean_logit_diff": 0.0,
+             "max_logit_diff": 0.0, "paragraphs_per_second": round(speed, 1)}]
+    if smooth:  # (name, alpha, nodes left fp32)
+        kept = {share: set(fp32_nodes(roles, ("ffn_out",), share[1])) - set(fp32_nodes(roles, ("ffn_out",), share[0]))
+                for _, share in FUSED_PLANS if share}
+        plans = [(f"alpha {alpha}: {name}", alpha, sorted(kept.get(share, ()))) for alpha in smooth for name, share in FUSED_PLANS]
+        calibration = calibration_batches(reference, records)
+    else:
+        plans = [(f"{role} only", None, [n for n, r in roles.items() if r != role]) for role in ROLES] + [("every part", None, [])]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "part.int8.onnx"
-        for name, quantised in plans:
-            quantize_dynamic_int8(fp32, path, exclude=[n for n in roles if n not in quantised] + attention_products)
+        path, smoothed = Path(tmp) / "part.int8.onnx", Path(tmp) / "smoothed.onnx"
+        for name, alpha, left in plans:
+            graph = fp32 if alpha is None else smooth_activations(fp32, smoothed, calibration, alpha, skip=set(left))
+            quantize_dynamic_int8(graph, path, exclude=left + attention_products)
             candidate = OnnxPredictor(open_session(path, threads), reference.tokenizer, meta, reference.max_length,
                                       reference.stride, reference.prefix, "onnx-int8", max_batch_tokens)
             got, speed = predict_both(candidate, records)
             diff = np.abs(candidate.window_scores(windows) - expected_logits)
-            rows.append({"quantised": name, "matmuls": len(quantised),
+            rows.append({"quantised": name, "matmuls": len(roles) - len(left),
                          "agreement": round(float(np.mean([a.label == b.label for a, b in zip(expected, got)])), 4),
+                         "macro_f1_change": round(macro_f1(gold, [p.label for p in got]) - reference_f1, 4),
                          "mean_logit_diff": float(f"{diff.mean():.3g}"), "max_logit_diff": float(f"{diff.max():.3g}"),
                          "paragraphs_per_second": round(speed, 1)})
             print(json.dumps(rows[-1]), flush=True)
-    return {"model_id": meta.get("model_id"), "checked_on": {"source": source, "predictions": len(expected)},
+    return {"model_id": meta.get("model_id"), "compared_with": ONNX_FILES[backend],
+            "checked_on": {"source": source, "predictions": len(expected)},
             "threads": threads, "max_batch_tokens": max_batch_tokens, "rows": rows}
 
 
 def table(result: dict) -> str:
-    lines = ["| MatMuls quantised | how many | label agreement with fp32 | mean / largest logit difference | paragraphs/s |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['quantised']} | {r['matmuls']} | {r['agreement']:.4f} | {r['mean_logit_diff']:.3g} / {r['max_logit_diff']:.3g} "
+    lines = ["| MatMuls quantised | how many | label agreement with fp32 | macro-F1 change | mean / largest logit difference | paragraphs/s |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['quantised']} | {r['matmuls']} | {r['agreement']:.4f} | {r['macro_f1_change']:+.4f} "
+              f"| {r['mean_logit_diff']:.3g} / {r['max_logit_diff']:.3g} "
               f"| {r['paragraphs_per_second']:.1f} |" for r in result["rows"]]
     return "\n".join(lines) + "\n"
 
@@ -73,14 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="an exported BERT model folder (model.onnx)")
     parser.add_argument("--data", nargs="*", help="paragraphs to compare on (report folders, labelled JSONL); default the dev split")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--smooth", type=float, nargs="*", help="alphas: the smoothed fused graph instead (model.fused.onnx)")
     parser.add_argument("--out", default="reports/bench")
     args = parser.parse_args(argv)
-    result = run(args.model, args.data or None, args.threads)
+    result = run(args.model, args.data or None, args.threads, smooth=args.smooth)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "int8_roles.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    (out / "int8_roles.md").write_text(table(result), encoding="utf-8")
-    print(table(result) + f"-> {out / 'int8_roles.md'}")
+    name = "int8_roles_fused" if args.smooth else "int8_roles"
+    (out / f"{name}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / f"{name}.md").write_text(table(result), encoding="utf-8")
+    print(table(result) + f"-> {out / f'{name}.md'}")
     return 0
 
 

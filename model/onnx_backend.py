@@ -26,14 +26,15 @@ ONNX_FILES = {"onnx": "model.onnx", "onnx-fused": "model.fused.onnx", "onnx-int8
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those of them the tokenizer gives
 
 
-def open_session(path: Path | str, threads: int | None = None):
+def open_session(path: Path | str | bytes, threads: int | None = None):
+    """A session on an ONNX file (or a serialised model's bytes)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, one per core
     options.inter_op_num_threads = 1  # one graph at a time: the parallelism is inside each op
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxPredictor(WindowedPredictor):
@@ -127,31 +128,33 @@ def export_fused_fp32(model, tokenizer, path: Path) -> Path:
     attention = sum(node.op_type == "Attention" for node in fused.model.graph.node)
     if attention != config.num_hidden_layers:
         raise RuntimeError(f"ONNX Runtime fused the attention of {attention} of {config.num_hidden_layers} layers")
+    if not any(o.domain == "com.microsoft" for o in fused.model.opset_import):  # the quantiser's shape inference needs it
+        fused.model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return atomic_write(path, lambda partial: onnx.save(fused.model, str(partial)))
 
 
-# Dynamic int8 variants tried at export, each checked for parity (training/export.py). This CPU (AVX2,
-# no VNNI) can saturate the default U8S8 products; ONNX Runtime's guide suggests reduce_range or U8U8.
-# Only MatMuls are quantised: the embeddings (Gather) and the classifier (Gemm) stay fp32 in all.
-# Tried and taken off the list, to keep make train within its 7 minutes (docs/performance.md): U8U8
-# (the slowest, 0.975 agreement) and reduce_range on the weight MatMuls only (the same labels as
-# reduce_range: dynamic quantisation already leaves the attention products fp32).
+# Int8 variants tried at export, each checked for parity (training/export.py); the fastest that passes
+# is kept. This CPU (AVX2, no VNNI) can saturate the default U8S8 products; ONNX Runtime's guide
+# suggests reduce_range or U8U8. The embeddings (Gather) and the classifier (Gemm) stay fp32 in all.
+# Taken off the list, their figures in docs/performance.md: U8U8 (the slowest, 0.975 agreement),
+# reduce_range on the weight MatMuls only (reduce_range's labels exactly), the FFN output alone or
+# with the values fp32 (failed), and the block-wise 8-bit ones (MatMulNBits: no faster than fp32).
 INT8_VARIANTS = {
     "per-channel": {},
     "per-channel, reduce_range": {"reduce_range": True},
     # Mixed precision: the MatMuls whose int8 error moves labels most stay fp32. Measured on real
-    # paragraphs one role at a time (docs/performance.md): the FFN's output projection (its input,
-    # the GELU's output, has the widest range) did most of the harm, then the values and the FFN's input.
-    "per-channel, FFN output in fp32": {"fp32_roles": ("ffn_out",)},
-    "per-channel, FFN output and values in fp32": {"fp32_roles": ("ffn_out", "value")},
+    # paragraphs one role at a time (make bench-int8): the FFN's output projection (its input, the
+    # GELU's output, has the widest range) did most of the harm, then the values and the FFN's input.
     "per-channel, FFN and values in fp32": {"fp32_roles": ("ffn_out", "value", "ffn_in")},
-    # Block-wise: 8-bit weights in blocks of 128 along the input (MatMulNBits), the activations
-    # quantised per block at run time (accuracy level 4: int8 products), so one wide channel no
-    # longer sets the scale of a whole tensor. Every weight MatMul int8.
-    "block-wise 8-bit (MatMulNBits, blocks of 128)": {"block_bits": 8, "block_size": 128},
-    # The same on ONNX Runtime's fused BERT graph (export_fused_fp32): the attention runs as one
-    # operator (its projections fp32), every other MatMul block-wise 8-bit.
-    "fused attention, block-wise 8-bit": {"fused": True, "block_bits": 8, "block_size": 128},
+    # On ONNX Runtime's fused BERT graph (export_fused_fp32), the attention too (QAttention), with the
+    # activations smoothed first (smooth_activations, SmoothQuant): a few channels of each layer's
+    # input are tens of times wider than the rest, and one int8 scale per tensor then leaves the rest
+    # a handful of steps. alpha 0.75 and the FFN output of the bottom half of the layers left fp32
+    # were chosen by make bench-int8 (docs/performance.md).
+    "fused, smoothed, every MatMul and the attention": {"fused": True, "smooth": 0.75},
+    "fused, smoothed, FFN output of the bottom half in fp32": {"fused": True, "smooth": 0.75, "fp32_roles": ("ffn_out",),
+                                                               "fp32_below": 0.5},
+    "fused, smoothed, FFN output in fp32": {"fused": True, "smooth": 0.75, "fp32_roles": ("ffn_out",)},
     # static: activations' ranges calibrated once on dev windows (QDQ), not measured at run time
     "static, per-channel, reduce_range": {"static": True, "reduce_range": True},
 }
@@ -193,10 +196,14 @@ def activation_matmuls(path: Path | str) -> list[str]:
     return [node.name for node in graph.node if node.op_type == "MatMul" and not set(node.input) & weights]
 
 
+GELUS = ("Gelu", "BiasGelu", "FastGelu")  # the plain export's, and ONNX Runtime's fused ones
+
+
 def matmul_roles(path: Path | str) -> dict[str, str]:
-    """Each weight MatMul's part in its layer, read from the graph: `ffn_in` (its output reaches a
-    Gelu), `ffn_out` (its input comes from one), `value` (its output is the second input of the
-    MatMul that weighs by the softmax), else `other` (query, key, attention output)."""
+    """Each weight MatMul's part in its layer, read from the graph, in the graph's order: `ffn_in`
+    (its output reaches a GELU), `ffn_out` (its input comes from one), `value` (its output is the
+    second input of the MatMul that weighs by the softmax), else `other` (query, key, attention
+    output); and in the fused graph each `Attention` operator (query, key and value in one)."""
     graph, weights = _graph_and_weights(path)
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
@@ -204,10 +211,10 @@ def matmul_roles(path: Path | str) -> dict[str, str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
 
-    def comes_from(name: str, op: str) -> bool:  # through shape and arithmetic ops, not through a MatMul
+    def comes_from(name: str, ops: tuple[str, ...]) -> bool:  # through shape and arithmetic ops, not through a MatMul
         node = producer.get(name)
-        while node is not None and node.op_type not in ("MatMul", "Gemm"):
-            if node.op_type == op:
+        while node is not None and node.op_type not in ("MatMul", "Gemm", "Attention"):
+            if node.op_type in ops:
                 return True
             node = producer.get(node.input[0]) if node.input else None
         return False
@@ -217,46 +224,97 @@ def matmul_roles(path: Path | str) -> dict[str, str]:
         while frontier:
             tensor = frontier.pop()
             for node in consumers.get(tensor, []):
-                if node.op_type in ("Gelu", "MatMul"):
+                if node.op_type in (*GELUS, "MatMul"):
                     yield node, tensor
                 else:
                     frontier.extend(node.output)
 
     roles = {}
     for node in graph.node:
+        if node.op_type == "Attention":
+            roles[node.name] = "attention"
+            continue
         if node.op_type != "MatMul" or node.input[1] not in weights:
             continue
         ahead = list(reaches(node.output[0]))
-        if comes_from(node.input[0], "Gelu"):
+        if comes_from(node.input[0], GELUS):
             roles[node.name] = "ffn_out"
-        elif any(n.op_type == "Gelu" for n, _ in ahead):
+        elif any(n.op_type in GELUS for n, _ in ahead):
             roles[node.name] = "ffn_in"
-        elif any(n.op_type == "MatMul" and n.input[1] == t and comes_from(n.input[0], "Softmax") for n, t in ahead):
+        elif any(n.op_type == "MatMul" and n.input[1] == t and comes_from(n.input[0], ("Softmax",)) for n, t in ahead):
             roles[node.name] = "value"
         else:
             roles[node.name] = "other"
     return roles
 
 
+def role_layers(roles: dict[str, str]) -> dict[str, int]:
+    """The layer (0 at the bottom) of each node of `matmul_roles`: a layer ends with its FFN output."""
+    layers, layer = {}, 0
+    for name, role in roles.items():
+        layers[name] = layer
+        layer += role == "ffn_out"
+    return layers
+
+
+def smooth_activations(source: Path, path: Path, calibration: list[dict], alpha: float, skip: set[str] | frozenset = frozenset()) -> Path:
+    """SmoothQuant (Xiao et al., 2023): each weight MatMul's (and Attention's) input channel j is
+    divided by s_j = max|X_j|^alpha / max|W_j|^(1-alpha) and the weight's row j multiplied by it, so
+    the product is unchanged while the outlier channels that set a dynamic int8 scale shrink and the
+    weights take up the range. The division is a Mul on the node's own input (the same tensor also
+    feeds the residual sum, so it cannot be folded into the layer norm). max|X_j| is measured on
+    `calibration` (padded batches of windows, as the predictor feeds the model). `skip`: nodes left as they are."""
+    import copy
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    targets = [node for node in graph.node if node.op_type in ("MatMul", "Attention") and node.name not in skip
+               and len(node.input) > 1 and node.input[1] in weights]
+    probe = copy.deepcopy(model)  # the same graph with each target's input as an output
+    inputs = sorted({node.input[0] for node in targets})
+    probe.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in inputs)
+    session = open_session(probe.SerializeToString())
+    feeds = [i.name for i in session.get_inputs()]
+    widest: dict[str, np.ndarray] = {}
+    for batch in calibration:
+        for name, value in zip(inputs, session.run(inputs, {name: batch[name] for name in feeds})):
+            widest[name] = np.maximum(widest.get(name, 0.0), np.abs(value).reshape(-1, value.shape[-1]).max(axis=0))
+    nodes = []
+    for node in graph.node:
+        if node in targets:
+            weight = numpy_helper.to_array(weights[node.input[1]])
+            scale = np.maximum(widest[node.input[0]], 1e-5) ** alpha / np.maximum(np.abs(weight).max(axis=1), 1e-5) ** (1 - alpha)
+            scale = np.clip(scale, 1e-3, 1e3).astype(np.float32)  # a dead channel must not blow up its row
+            weights[node.input[1]].CopyFrom(numpy_helper.from_array((weight * scale[:, None]).astype(np.float32), node.input[1]))
+            graph.initializer.append(numpy_helper.from_array(1 / scale, f"{node.name}/smooth_scale"))
+            smoothed = f"{node.name}/smoothed_input"
+            nodes.append(helper.make_node("Mul", [node.input[0], f"{node.name}/smooth_scale"], [smoothed], name=f"{node.name}/smooth"))
+            node.input[0] = smoothed
+        nodes.append(node)
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    return atomic_write(path, lambda partial: onnx.save(model, str(partial)))
+
+
 def quantize_dynamic_int8(source: Path, path: Path, exclude: list[str] | tuple = (), reduce_range: bool = False) -> Path:
-    """Dynamic int8 (activations quantised at run time), per channel, MatMuls only, but `exclude`."""
+    """Dynamic int8 (activations quantised at run time), per channel, MatMuls (and the fused graph's
+    Attention operators) but `exclude`."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # The quantiser turns every Gemm into a MatMul named <Gemm>_MatMul before it quantises: the
+    # classifier is one, and stays fp32. DefaultTensorType: the shape inference cannot type the
+    # outputs of ONNX Runtime's own operators.
+    graph, _ = _graph_and_weights(source)
+    classifier = [f"{node.name}_MatMul" for node in graph.node if node.op_type == "Gemm"]
     return atomic_write(path, lambda partial: quantize_dynamic(
         source, partial, weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-        op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude)))
-
-
-def quantize_blockwise(source: Path, path: Path, block_bits: int, block_size: int) -> Path:
-    """Weight MatMuls as MatMulNBits: `block_bits`-bit symmetric weights in blocks of `block_size`
-    input rows, with int8 products (accuracy level 4); the attention products stay fp32."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=block_bits, block_size=block_size, is_symmetric=True,
-                                     accuracy_level=4, nodes_to_exclude=activation_matmuls(source), op_types_to_quantize=("MatMul",))
-    quantizer.process()
-    return atomic_write(path, lambda partial: quantizer.model.save_model_to_file(str(partial), use_external_data_format=False))
+        op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=list(exclude) + classifier,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT}))
 
 
 def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None,
@@ -264,7 +322,8 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
     """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
     dynamic (activations quantised at run time), or static (their ranges calibrated on
     `calibration`, padded batches of windows as the predictor feeds the model). A variant of the
-    fused graph is quantised from `fused()`, which makes that graph (export_fused_fp32)."""
+    fused graph is quantised from `fused()`, which makes that graph (export_fused_fp32); a smoothed
+    one measures its activations on `calibration` too."""
     options = dict(INT8_VARIANTS[variant])
     if options.pop("fused", False):
         if fused is None:
@@ -272,8 +331,22 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
         source = fused()
     if options.pop("static", False):
         return quantize_static_int8(source, path, calibration, **options)
-    if "block_bits" in options:
-        return quantize_blockwise(source, path, **options)
-    fp32_roles = options.pop("fp32_roles", ())
-    exclude = [name for name, role in matmul_roles(source).items() if role in fp32_roles] if fp32_roles else []
-    return quantize_dynamic_int8(source, path, exclude, **options)
+    exclude = fp32_nodes(matmul_roles(source), options.pop("fp32_roles", ()), options.pop("fp32_below", 1.0))
+    alpha = options.pop("smooth", None)
+    if alpha is None:
+        return quantize_dynamic_int8(source, path, exclude, **options)
+    if not calibration:
+        raise ValueError(f"{variant!r} smooths the activations: it needs calibration batches")
+    smoothed = smooth_activations(source, path.with_name(path.name + ".smoothed"), calibration, alpha, skip=set(exclude))
+    try:
+        return quantize_dynamic_int8(smoothed, path, exclude, **options)
+    finally:
+        smoothed.unlink(missing_ok=True)
+
+
+def fp32_nodes(roles: dict[str, str], fp32_roles: tuple[str, ...], below: float = 1.0) -> list[str]:
+    """The nodes of `roles` (matmul_roles) whose role is one of `fp32_roles`, in the bottom `below`
+    share of the layers (1.0: every layer)."""
+    layers = role_layers(roles)
+    cut = below * (max(layers.values(), default=-1) + 1)
+    return [name for name, role in roles.items() if role in fp32_roles and layers[name] < cut]

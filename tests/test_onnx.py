@@ -105,47 +105,66 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     assert onnx.load(str(fresh_path)).graph == onnx.load(str(tiny_onnx_model / "model.int8.onnx")).graph
     fresh_path.unlink()
     assert len(again) == len(TEXTS)
-    # the attention products (no weight input) are found, and left fp32 by the block-wise variant
-    assert len(activation_matmuls(tiny_onnx_model / "model.onnx")) == 2 * 2  # two per layer, two layers
+    # the attention products (no weight input) are found: two per layer, two layers
+    assert len(activation_matmuls(tiny_onnx_model / "model.onnx")) == 2 * 2
     # the mixed variants leave the MatMuls of the named roles fp32, found from the graph: per layer
     # one FFN input, one FFN output and one value projection, besides query, key and attention output
     from collections import Counter
 
-    from model.onnx_backend import matmul_roles
+    from model.onnx_backend import matmul_roles, role_layers
 
     roles = matmul_roles(tiny_onnx_model / "model.onnx")
     assert Counter(roles.values()) == {"other": 3 * 2, "value": 2, "ffn_in": 2, "ffn_out": 2}
+    assert Counter(role_layers(roles).values()) == {0: 6, 1: 6}  # each layer's six, bottom first
     for variant, options in INT8_VARIANTS.items():
-        if "fp32_roles" not in options:
+        if "fp32_roles" not in options or options.get("fused"):
             continue
         quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant)
         left = {node.name for node in onnx.load(str(fresh_path)).graph.node if node.op_type == "MatMul"}
         kept_fp32 = {name for name, role in roles.items() if role in options["fp32_roles"]}
         assert kept_fp32 <= left and not (set(roles) - kept_fp32) & left, variant
+        assert {f"{n.name}_MatMul" for n in onnx.load(str(tiny_onnx_model / "model.onnx")).graph.node
+                if n.op_type == "Gemm"} <= left  # the classifier (a Gemm the quantiser makes a MatMul) stays fp32
     fresh_path.unlink()
-    # the block-wise variant: every weight MatMul a MatMulNBits with int8 products, the attention products fp32
-    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "block-wise 8-bit (MatMulNBits, blocks of 128)")
-    nodes = onnx.load(str(fresh_path)).graph.node
-    blockwise = [n for n in nodes if n.op_type == "MatMulNBits"]
-    assert len(blockwise) == len(roles) and {n.name for n in nodes if n.op_type == "MatMul"} == set(activation_matmuls(tiny_onnx_model / "model.onnx"))
-    assert all({a.name: a.i for a in n.attribute}["bits"] == 8 and {a.name: a.i for a in n.attribute}["accuracy_level"] == 4 for n in blockwise)
-    fresh_path.unlink()
-    # the fused graph: ONNX Runtime's Attention operator in every layer, torch's scores; its variant
-    # block-wise 8-bit in every MatMul left outside the attention
+    # the fused graph: ONNX Runtime's Attention operator in every layer, torch's scores
     fused()
     assert not torch_predictor.model.training  # the tracer left the model as it found it: no dropout
     ops = Counter(node.op_type for node in onnx.load(str(fused_path)).graph.node)
     assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] >= 2
+    fused_roles = matmul_roles(fused_path)  # the attention operator, its output, FFN in and out, per layer
+    assert Counter(fused_roles.values()) == {"attention": 2, "other": 2, "ffn_in": 2, "ffn_out": 2}
     scored = OnnxPredictor.load(tiny_onnx_model, "onnx")
-    scored.session = open_session(fused_path)
-    scored.input_names = [i.name for i in scored.session.get_inputs()]
     windows = [(0, f) for f in scored.pairs.first_windows([path_text(c) for c in CONTEXTS], TEXTS)]
-    assert np.allclose(scored.window_scores(windows), torch_predictor.window_scores(windows), atol=1e-4)
-    quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused attention, block-wise 8-bit", fused=fused)
-    ops = Counter(node.op_type for node in onnx.load(str(fresh_path)).graph.node)
-    assert ops["Attention"] == 2 and ops["MatMulNBits"] == 2 * 3 and ops["MatMul"] == 0  # attention output, FFN in and out
+
+    def scores(path):
+        scored.session = open_session(path)
+        scored.input_names = [i.name for i in scored.session.get_inputs()]
+        return scored.window_scores(windows)
+
+    assert np.allclose(scores(fused_path), torch_predictor.window_scores(windows), atol=1e-4)
+    # the fused variants: the attention and every MatMul int8 (QAttention, MatMulInteger) but the FFN
+    # output of the layers named, each input smoothed first; smoothing alone changes no score
+    from model.onnx_backend import smooth_activations
+
+    smoothed = smooth_activations(fused_path, tiny_onnx_model / "smoothed.onnx", calibration, 0.75)
+    assert Counter(n.op_type for n in onnx.load(str(smoothed)).graph.node)["Mul"] == ops["Mul"] + len(fused_roles)
+    assert np.allclose(scores(smoothed), scores(fused_path), atol=1e-4)
+    smoothed.unlink()
+    for variant, options in INT8_VARIANTS.items():
+        if not options.get("fused"):
+            continue
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant, calibration, fused)
+        ops = Counter(node.op_type for node in onnx.load(str(fresh_path)).graph.node)
+        fp32_ffn_out = {1.0: 2, 0.5: 1}[options.get("fp32_below", 1.0)] if options.get("fp32_roles") else 0
+        assert ops["QAttention"] == 2 and ops["Attention"] == 0, variant
+        # the classifier (a Gemm the quantiser makes a MatMul) stays fp32 too
+        assert ops["MatMul"] == fp32_ffn_out + 1 and ops["MatMulInteger"] == 2 * 3 - fp32_ffn_out, variant
+        assert np.abs(scores(fresh_path) - scores(fused_path)).max() < 1.0, variant  # int8: near, not equal
+        assert not (tiny_onnx_model / "fresh.int8.onnx.smoothed").exists()  # the smoothed graph is not left behind
     with pytest.raises(ValueError, match="fused graph"):
-        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused attention, block-wise 8-bit")
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused, smoothed, FFN output in fp32")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused, smoothed, FFN output in fp32", fused=fused)
     fresh_path.unlink()
     fused_path.unlink()
     # the static variant is QDQ: its activations are quantised by calibrated scales, not at run time
