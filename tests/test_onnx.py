@@ -290,6 +290,10 @@ def test_an_export_checked_on_other_paragraphs_or_older_variants_is_stale(copy):
     assert export_module.run_export(copy, if_stale=True) == parity(copy)
     with pytest.raises(DataError, match="not here to check parity on"):
         export_module.run_export(copy)
+    rewrite_parity(copy, lambda r: r["first_window"].update(max_macro_f1_loss=0.005))  # under an older budget
+    assert not export_module.is_current(copy, meta, source)
+    rewrite_parity(copy, lambda r: r["first_window"].update(max_macro_f1_loss=export_module.FIRST_WINDOW_MAX_F1_LOSS))
+    assert export_module.is_current(copy, meta, source)
     rewrite_parity(copy, lambda r: r["int8_variants"].pop())  # made before a variant was added
     assert not export_module.is_current(copy, meta, source)
     with pytest.raises(DataError, match="not here to check parity on"):
@@ -349,8 +353,8 @@ def test_export_chooses_the_first_window_threshold_and_the_loader_applies_it(tin
 
 
 def test_the_first_window_rule_may_not_cost_macro_f1(tiny_onnx_model, monkeypatch):
-    """Agreement alone is not enough: a threshold whose flipped labels cost more than MAX_F1_CHANGE
-    of macro-F1 in a mode is refused. With the agreement bar off and the gold labels set to what
+    """Agreement alone is not enough: a threshold whose flipped labels cost more than
+    FIRST_WINDOW_MAX_F1_LOSS of macro-F1 in a mode is refused. With the agreement bar off and the gold labels set to what
     reading every window gives, a threshold is kept only if it flips nothing."""
     from renda.records import Record
 
@@ -366,4 +370,5 @@ def test_the_first_window_rule_may_not_cost_macro_f1(tiny_onnx_model, monkeypatc
     assert by_threshold[1.0]["agreement"] == 1.0 and by_threshold[1.0]["macro_f1_change"] == 0.0
     flips = by_threshold[0.0]
     assert flips["agreement"] < 1.0, "the long paragraphs' first windows should disagree with the whole"
-    assert flips["macro_f1_change"] < -export_module.MAX_F1_CHANGE and record["threshold"] == 1.0
+    assert flips["macro_f1_change"] < -export_module.FIRST_WINDOW_MAX_F1_LOSS and record["threshold"] == 1.0
+    assert record["max_macro_f1_loss"] == export_module.FIRST_WINDOW_MAX_F1_LOSS < export_module.MAX_F1_CHANGE
