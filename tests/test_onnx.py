@@ -49,7 +49,7 @@ def test_export_writes_both_files_and_a_parity_record(tiny_onnx_model, starter_d
     assert record["model_id"] == meta["model_id"]
     dev = load_split(starter_dataset, "dev")
     assert record["checked_on"]["paragraphs"] == len(dev) and record["checked_on"]["predictions"] == 2 * len(dev)
-    assert record["thresholds"] == {"min_agreement": 0.995, "max_macro_f1_change": 0.005}
+    assert record["thresholds"] == {"min_agreement": 0.995, "max_macro_f1_change": 0.005, "macro_f1_per_mode": True}
     onnx = record["backends"]["onnx"]
     assert onnx["passed"] and onnx["agreement"] >= 0.995 and onnx["max_logit_diff"] < 1e-4  # fp32: the same model
     fused = record["backends"]["onnx-fused"]  # fp32 too, fused operators: the same model's scores
@@ -294,6 +294,10 @@ def test_an_export_checked_on_other_paragraphs_or_older_variants_is_stale(copy):
     assert not export_module.is_current(copy, meta, source)
     rewrite_parity(copy, lambda r: r["first_window"].update(max_macro_f1_loss=export_module.FIRST_WINDOW_MAX_F1_LOSS))
     assert export_module.is_current(copy, meta, source)
+    rewrite_parity(copy, lambda r: r["thresholds"].pop("macro_f1_per_mode"))  # checked on pooled macro-F1
+    assert not export_module.is_current(copy, meta, source)
+    rewrite_parity(copy, lambda r: r["thresholds"].update(export_module.THRESHOLDS))
+    assert export_module.is_current(copy, meta, source)
     rewrite_parity(copy, lambda r: r["int8_variants"].pop())  # made before a variant was added
     assert not export_module.is_current(copy, meta, source)
     with pytest.raises(DataError, match="not here to check parity on"):
@@ -372,3 +376,38 @@ def test_the_first_window_rule_may_not_cost_macro_f1(tiny_onnx_model, monkeypatc
     assert flips["agreement"] < 1.0, "the long paragraphs' first windows should disagree with the whole"
     assert flips["macro_f1_change"] < -export_module.FIRST_WINDOW_MAX_F1_LOSS and record["threshold"] == 1.0
     assert record["max_macro_f1_loss"] == export_module.FIRST_WINDOW_MAX_F1_LOSS < export_module.MAX_F1_CHANGE
+
+
+def test_an_export_must_keep_macro_f1_in_each_mode():
+    """A loss alone may not hide behind a gain with the path: the worse mode decides."""
+    from model.predictor import Prediction
+
+    labels = ["plans", "deputy", "supervision", "other"] * 6
+    gold, half = labels * 2, len(labels)  # with the heading path, then alone
+
+    def predicted(names):
+        return [Prediction(label=name, score=1.0, scores={name: 1.0}) for name in names]
+
+    class Candidate:
+        backend = "onnx-int8"
+
+        def __init__(self, names):
+            self.path, self.alone = names[:half], names[half:]
+
+        def predict(self, texts, contexts=None):  # fewer records than one call: every call is all of them
+            return predicted(self.path if contexts else self.alone)
+
+        def window_scores(self, windows):
+            return np.zeros((1, 4))
+
+    torch_names = labels[:-1] + ["deputy"] + labels  # torch: one miss with the path, none alone
+    reference = {"predictions": predicted(torch_names), "gold": gold, "windows": [], "logits": np.zeros((1, 4))}
+    reference["mode_f1"] = export_module.mode_f1(gold, reference["predictions"])
+    records = [type("R", (), {"text": "x", "heading_path": ["h"]})()] * half
+    # the candidate mends torch's miss with the path and makes a new one alone
+    result = export_module.compare(reference, Candidate(labels + labels[:-1] + ["deputy"]), records)
+    assert result["macro_f1_change_by_mode"]["path"] > 0 > result["macro_f1_change_by_mode"]["alone"]
+    assert result["macro_f1_change"] == result["macro_f1_change_by_mode"]["alone"] < -export_module.MAX_F1_CHANGE
+    assert not result["passed"] and "worse mode" in result["reason"]
+    same = export_module.compare(reference, Candidate(list(torch_names)), records)
+    assert same["passed"] and same["macro_f1_change"] == 0.0
