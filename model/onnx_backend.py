@@ -139,22 +139,24 @@ def export_fused_fp32(model, tokenizer, path: Path) -> Path:
 # Taken off the list, their figures in docs/performance.md: U8U8 (the slowest, 0.975 agreement),
 # reduce_range on the weight MatMuls only (reduce_range's labels exactly), the FFN output alone or
 # with the values fp32 (failed), and the block-wise 8-bit ones (MatMulNBits: no faster than fp32).
+EVERY_LAYER, BOTTOM_HALF = (0.0, 1.0), (0.0, 0.5)  # shares of the layers, from the bottom
 INT8_VARIANTS = {
     "per-channel": {},
     "per-channel, reduce_range": {"reduce_range": True},
     # Mixed precision: the MatMuls whose int8 error moves labels most stay fp32. Measured on real
     # paragraphs one role at a time (make bench-int8): the FFN's output projection (its input, the
     # GELU's output, has the widest range) did most of the harm, then the values and the FFN's input.
-    "per-channel, FFN and values in fp32": {"fp32_roles": ("ffn_out", "value", "ffn_in")},
+    "per-channel, FFN and values in fp32": {"fp32": {"ffn_out": EVERY_LAYER, "value": EVERY_LAYER, "ffn_in": EVERY_LAYER}},
     # On ONNX Runtime's fused BERT graph (export_fused_fp32), the attention too (QAttention), with the
     # activations smoothed first (smooth_activations, SmoothQuant): a few channels of each layer's
     # input are tens of times wider than the rest, and one int8 scale per tensor then leaves the rest
-    # a handful of steps. alpha 0.75 and the FFN output of the bottom half of the layers left fp32
-    # were chosen by make bench-int8 (docs/performance.md).
+    # a handful of steps. alpha 0.75 and the parts left fp32 were chosen by make bench-int8-fused
+    # (docs/performance.md): the attention operator and the bottom half's FFN output keep the labels
+    # in both modes.
     "fused, smoothed, every MatMul and the attention": {"fused": True, "smooth": 0.75},
-    "fused, smoothed, FFN output of the bottom half in fp32": {"fused": True, "smooth": 0.75, "fp32_roles": ("ffn_out",),
-                                                               "fp32_below": 0.5},
-    "fused, smoothed, FFN output in fp32": {"fused": True, "smooth": 0.75, "fp32_roles": ("ffn_out",)},
+    "fused, smoothed, FFN output of the bottom half in fp32": {"fused": True, "smooth": 0.75, "fp32": {"ffn_out": BOTTOM_HALF}},
+    "fused, smoothed, attention and the bottom half's FFN output in fp32": {
+        "fused": True, "smooth": 0.75, "fp32": {"attention": EVERY_LAYER, "ffn_out": BOTTOM_HALF}},
     # static: activations' ranges calibrated once on dev windows (QDQ), not measured at run time
     "static, per-channel, reduce_range": {"static": True, "reduce_range": True},
 }
@@ -331,7 +333,7 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
         source = fused()
     if options.pop("static", False):
         return quantize_static_int8(source, path, calibration, **options)
-    exclude = fp32_nodes(matmul_roles(source), options.pop("fp32_roles", ()), options.pop("fp32_below", 1.0))
+    exclude = fp32_nodes(matmul_roles(source), options.pop("fp32", {}))
     alpha = options.pop("smooth", None)
     if alpha is None:
         return quantize_dynamic_int8(source, path, exclude, **options)
@@ -344,9 +346,10 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
         smoothed.unlink(missing_ok=True)
 
 
-def fp32_nodes(roles: dict[str, str], fp32_roles: tuple[str, ...], below: float = 1.0) -> list[str]:
-    """The nodes of `roles` (matmul_roles) whose role is one of `fp32_roles`, in the bottom `below`
-    share of the layers (1.0: every layer)."""
+def fp32_nodes(roles: dict[str, str], parts: dict[str, tuple[float, float]]) -> list[str]:
+    """The nodes of `roles` (matmul_roles) to leave fp32: for each role in `parts`, those in its
+    share of the layers ((0.0, 0.5): the bottom half)."""
     layers = role_layers(roles)
-    cut = below * (max(layers.values(), default=-1) + 1)
-    return [name for name, role in roles.items() if role in fp32_roles and layers[name] < cut]
+    count = max(layers.values(), default=-1) + 1
+    return [name for name, role in roles.items()
+            if role in parts and parts[role][0] * count <= layers[name] < parts[role][1] * count]

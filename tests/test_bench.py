@@ -98,6 +98,24 @@ def test_bench_int8_quantises_each_part_of_a_layer_alone(tiny_onnx_model, small_
     for row in rows[1:]:
         assert 0 <= row["agreement"] <= 1 and row["max_logit_diff"] >= row["mean_logit_diff"] > 0 and row["paragraphs_per_second"] > 0
     assert len((out / "int8_roles.md").read_text().splitlines()) == 2 + len(rows)
+    assert set(rows[1]["macro_f1_change"]) == {"path", "alone"}  # each mode, as the export checks
+
+
+def test_bench_int8_fused_tries_each_plan_on_the_smoothed_fused_graph(tiny_onnx_model, small_corpus, tmp_path):
+    from bench import int8_roles
+    from model.onnx_backend import fp32_nodes, matmul_roles
+
+    out = tmp_path / "int8-fused"
+    assert int8_roles.main(["--model", str(tiny_onnx_model), "--data", str(small_corpus / "paragraphs.jsonl"),
+                            "--threads", "1", "--smooth", "0.75", "--out", str(out)]) == 0
+    result = json.loads((out / "int8_roles_fused.json").read_text())
+    assert result["compared_with"] == "model.fused.onnx"
+    roles = matmul_roles(tiny_onnx_model / "model.fused.onnx")
+    rows = result["rows"][1:]
+    assert [r["quantised"] for r in rows] == [f"alpha 0.75: {name}" for name, _ in int8_roles.FUSED_PLANS]
+    assert [r["matmuls"] for r in rows] == [len(roles) - len(fp32_nodes(roles, parts)) for _, parts in int8_roles.FUSED_PLANS]
+    assert rows[0]["matmuls"] == len(roles) and all(0 <= r["agreement"] <= 1 and r["paragraphs_per_second"] > 0 for r in rows)
+    assert len((out / "int8_roles_fused.md").read_text().splitlines()) == 2 + len(rows) + 1
 
 
 def test_the_load_mix():

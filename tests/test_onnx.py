@@ -116,12 +116,17 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     roles = matmul_roles(tiny_onnx_model / "model.onnx")
     assert Counter(roles.values()) == {"other": 3 * 2, "value": 2, "ffn_in": 2, "ffn_out": 2}
     assert Counter(role_layers(roles).values()) == {0: 6, 1: 6}  # each layer's six, bottom first
+    from model.onnx_backend import fp32_nodes
+
+    bottom_ffn_out = fp32_nodes(roles, {"ffn_out": (0.0, 0.5)})
+    assert len(bottom_ffn_out) == 1 and role_layers(roles)[bottom_ffn_out[0]] == 0
+    assert len(fp32_nodes(roles, {"ffn_out": (0.0, 1.0), "value": (0.5, 1.0)})) == 3
     for variant, options in INT8_VARIANTS.items():
-        if "fp32_roles" not in options or options.get("fused"):
+        if "fp32" not in options or options.get("fused"):
             continue
         quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant)
         left = {node.name for node in onnx.load(str(fresh_path)).graph.node if node.op_type == "MatMul"}
-        kept_fp32 = {name for name, role in roles.items() if role in options["fp32_roles"]}
+        kept_fp32 = {name for name, role in roles.items() if role in options["fp32"]}
         assert kept_fp32 <= left and not (set(roles) - kept_fp32) & left, variant
         assert {f"{n.name}_MatMul" for n in onnx.load(str(tiny_onnx_model / "model.onnx")).graph.node
                 if n.op_type == "Gemm"} <= left  # the classifier (a Gemm the quantiser makes a MatMul) stays fp32
@@ -155,16 +160,17 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
             continue
         quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant, calibration, fused)
         ops = Counter(node.op_type for node in onnx.load(str(fresh_path)).graph.node)
-        fp32_ffn_out = {1.0: 2, 0.5: 1}[options.get("fp32_below", 1.0)] if options.get("fp32_roles") else 0
-        assert ops["QAttention"] == 2 and ops["Attention"] == 0, variant
+        layers_fp32 = {role: round(2 * (hi - lo)) for role, (lo, hi) in options.get("fp32", {}).items()}  # of 2 layers
+        fp32_ffn_out = layers_fp32.get("ffn_out", 0)
+        assert ops["QAttention"] == 2 - layers_fp32.get("attention", 0) and ops["Attention"] == layers_fp32.get("attention", 0), variant
         # the classifier (a Gemm the quantiser makes a MatMul) stays fp32 too
         assert ops["MatMul"] == fp32_ffn_out + 1 and ops["MatMulInteger"] == 2 * 3 - fp32_ffn_out, variant
         assert np.abs(scores(fresh_path) - scores(fused_path)).max() < 1.0, variant  # int8: near, not equal
         assert not (tiny_onnx_model / "fresh.int8.onnx.smoothed").exists()  # the smoothed graph is not left behind
     with pytest.raises(ValueError, match="fused graph"):
-        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused, smoothed, FFN output in fp32")
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused, smoothed, every MatMul and the attention")
     with pytest.raises(ValueError, match="calibration"):
-        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused, smoothed, FFN output in fp32", fused=fused)
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, "fused, smoothed, every MatMul and the attention", fused=fused)
     fresh_path.unlink()
     fused_path.unlink()
     # the static variant is QDQ: its activations are quantised by calibrated scales, not at run time
