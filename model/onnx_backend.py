@@ -3,9 +3,11 @@ quantised int8 copy, served through the same windows, batches and cache as the t
 
 Export is `torch.onnx.export(dynamo=True)` with the batch and sequence axes dynamic: the older
 TorchScript tracer bakes the attention-mask code in as constants and disagrees with torch on 2–4%
-of labels (measured, ../shared/ONNX.md). Quantisation is per channel and MatMul only: the
-defaults miss the 0.995 label-agreement bar. Whether a file may be used is decided by the parity
-check at export (training/export.py) and the backend choice (model/backends.py).
+of labels (measured, ../shared/ONNX.md). A second fp32 file holds ONNX Runtime's fused BERT
+operators (export_fused_fp32). Int8 is per channel, with some parts left fp32 and, on the fused
+graph, the activations smoothed first (INT8_VARIANTS): the defaults miss the 0.995 label-agreement
+bar. Whether a file may be used is decided by the parity check at export (training/export.py) and
+the backend choice (model/backends.py).
 """
 
 from __future__ import annotations
