@@ -27,7 +27,7 @@ import numpy as np
 
 from model.context import path_text
 from model.onnx_backend import (ONNX_FILES, OnnxPredictor, activation_matmuls, fp32_nodes, matmul_roles, open_session,
-                                quantize_dynamic_int8, smooth_activations)
+                                input_ranges, quantize_dynamic_int8, smooth_activations)
 from model.predictor import read_meta
 from training.export import calibration_batches, mode_f1, parity_records, predict_both
 
@@ -62,13 +62,13 @@ def run(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, 
              "max_logit_diff": 0.0, "paragraphs_per_second": round(speed, 1)}]
     if smooth:  # (name, alpha, nodes left fp32)
         plans = [(f"alpha {alpha}: {name}", alpha, fp32_nodes(roles, parts)) for alpha in smooth for name, parts in FUSED_PLANS]
-        calibration = calibration_batches(reference, records)
+        ranges = input_ranges(fp32, calibration_batches(reference, records))  # measured once for every plan
     else:
         plans = [(f"{role} only", None, [n for n, r in roles.items() if r != role]) for role in ROLES] + [("every part", None, [])]
     with tempfile.TemporaryDirectory() as tmp:
         path, smoothed = Path(tmp) / "part.int8.onnx", Path(tmp) / "smoothed.onnx"
         for name, alpha, left in plans:
-            graph = fp32 if alpha is None else smooth_activations(fp32, smoothed, calibration, alpha, skip=set(left))
+            graph = fp32 if alpha is None else smooth_activations(fp32, smoothed, ranges, alpha, skip=set(left))
             quantize_dynamic_int8(graph, path, exclude=left + attention_products)
             candidate = OnnxPredictor(open_session(path, threads), reference.tokenizer, meta, reference.max_length,
                                       reference.stride, reference.prefix, "onnx-int8", max_batch_tokens)

@@ -261,37 +261,50 @@ def role_layers(roles: dict[str, str]) -> dict[str, int]:
     return layers
 
 
-def smooth_activations(source: Path, path: Path, calibration: list[dict], alpha: float, skip: set[str] | frozenset = frozenset()) -> Path:
-    """SmoothQuant (Xiao et al., 2023): each weight MatMul's (and Attention's) input channel j is
-    divided by s_j = max|X_j|^alpha / max|W_j|^(1-alpha) and the weight's row j multiplied by it, so
-    the product is unchanged while the outlier channels that set a dynamic int8 scale shrink and the
-    weights take up the range. The division is a Mul on the node's own input (the same tensor also
-    feeds the residual sum, so it cannot be folded into the layer norm). max|X_j| is measured on
-    `calibration` (padded batches of windows, as the predictor feeds the model). `skip`: nodes left as they are."""
-    import copy
+def _weight_nodes(graph, weights) -> list:
+    """The MatMuls and Attention operators with a weight (a stored tensor) as their second input."""
+    return [node for node in graph.node if node.op_type in ("MatMul", "Attention") and len(node.input) > 1 and node.input[1] in weights]
 
+
+def input_ranges(source: Path, calibration: list[dict]) -> dict[str, np.ndarray]:
+    """max|x| per channel of each weight node's input (_weight_nodes), over `calibration` (padded
+    batches of windows, as the predictor feeds the model): what smooth_activations scales by."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     model = onnx.load(str(source))
-    graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    targets = [node for node in graph.node if node.op_type in ("MatMul", "Attention") and node.name not in skip
-               and len(node.input) > 1 and node.input[1] in weights]
-    probe = copy.deepcopy(model)  # the same graph with each target's input as an output
-    inputs = sorted({node.input[0] for node in targets})
-    probe.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in inputs)
-    session = open_session(probe.SerializeToString())
+    weights = {init.name for init in model.graph.initializer}
+    inputs = sorted({node.input[0] for node in _weight_nodes(model.graph, weights)})
+    model.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in inputs)
+    session = open_session(model.SerializeToString())  # the same graph with each of those inputs as an output
     feeds = [i.name for i in session.get_inputs()]
     widest: dict[str, np.ndarray] = {}
     for batch in calibration:
         for name, value in zip(inputs, session.run(inputs, {name: batch[name] for name in feeds})):
             widest[name] = np.maximum(widest.get(name, 0.0), np.abs(value).reshape(-1, value.shape[-1]).max(axis=0))
+    return widest
+
+
+def smooth_activations(source: Path, path: Path, ranges: dict[str, np.ndarray], alpha: float,
+                       skip: set[str] | frozenset = frozenset()) -> Path:
+    """SmoothQuant (Xiao et al., 2023): each weight MatMul's (and Attention's) input channel j is
+    divided by s_j = max|X_j|^alpha / max|W_j|^(1-alpha) and the weight's row j multiplied by it, so
+    the product is unchanged while the outlier channels that set a dynamic int8 scale shrink and the
+    weights take up the range. The division is a Mul on the node's own input (the same tensor also
+    feeds the residual sum, so it cannot be folded into the layer norm). max|X_j|: `ranges`
+    (input_ranges of `source`). `skip`: nodes left as they are."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    targets = [node for node in _weight_nodes(graph, weights) if node.name not in skip]
     nodes = []
     for node in graph.node:
         if node in targets:
             weight = numpy_helper.to_array(weights[node.input[1]])
-            scale = np.maximum(widest[node.input[0]], 1e-5) ** alpha / np.maximum(np.abs(weight).max(axis=1), 1e-5) ** (1 - alpha)
+            scale = np.maximum(ranges[node.input[0]], 1e-5) ** alpha / np.maximum(np.abs(weight).max(axis=1), 1e-5) ** (1 - alpha)
             scale = np.clip(scale, 1e-3, 1e3).astype(np.float32)  # a dead channel must not blow up its row
             weights[node.input[1]].CopyFrom(numpy_helper.from_array((weight * scale[:, None]).astype(np.float32), node.input[1]))
             graph.initializer.append(numpy_helper.from_array(1 / scale, f"{node.name}/smooth_scale"))
@@ -322,12 +335,13 @@ def quantize_dynamic_int8(source: Path, path: Path, exclude: list[str] | tuple =
 
 
 def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibration: list[dict] | None = None,
-                  fused: Callable[[], Path] | None = None) -> Path:
+                  fused: Callable[[], Path] | None = None, ranges: dict[str, dict] | None = None) -> Path:
     """Int8 weights for the MatMuls, per channel, with the options of `variant` (INT8_VARIANTS):
     dynamic (activations quantised at run time), or static (their ranges calibrated on
     `calibration`, padded batches of windows as the predictor feeds the model). A variant of the
     fused graph is quantised from `fused()`, which makes that graph (export_fused_fp32); a smoothed
-    one measures its activations on `calibration` too."""
+    one measures its activations on `calibration` too, once per source file when the variants of
+    one export share a `ranges` dict."""
     options = dict(INT8_VARIANTS[variant])
     if options.pop("fused", False):
         if fused is None:
@@ -341,7 +355,10 @@ def quantize_int8(source: Path, path: Path, variant: str = "per-channel", calibr
         return quantize_dynamic_int8(source, path, exclude, **options)
     if not calibration:
         raise ValueError(f"{variant!r} smooths the activations: it needs calibration batches")
-    smoothed = smooth_activations(source, path.with_name(path.name + ".smoothed"), calibration, alpha, skip=set(exclude))
+    ranges = {} if ranges is None else ranges
+    if str(source) not in ranges:
+        ranges[str(source)] = input_ranges(source, calibration)
+    smoothed = smooth_activations(source, path.with_name(path.name + ".smoothed"), ranges[str(source)], alpha, skip=set(exclude))
     try:
         return quantize_dynamic_int8(smoothed, path, exclude, **options)
     finally:

@@ -149,16 +149,18 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     assert np.allclose(scores(fused_path), torch_predictor.window_scores(windows), atol=1e-4)
     # the fused variants: the attention and every MatMul int8 (QAttention, MatMulInteger) but the FFN
     # output of the layers named, each input smoothed first; smoothing alone changes no score
-    from model.onnx_backend import smooth_activations
+    from model.onnx_backend import input_ranges, smooth_activations
 
-    smoothed = smooth_activations(fused_path, tiny_onnx_model / "smoothed.onnx", calibration, 0.75)
+    smoothed = smooth_activations(fused_path, tiny_onnx_model / "smoothed.onnx", input_ranges(fused_path, calibration), 0.75)
     assert Counter(n.op_type for n in onnx.load(str(smoothed)).graph.node)["Mul"] == ops["Mul"] + len(fused_roles)
     assert np.allclose(scores(smoothed), scores(fused_path), atol=1e-4)
     smoothed.unlink()
+    ranges = {}  # shared by the variants, as the export shares it: the fused graph's ranges measured once
     for variant, options in INT8_VARIANTS.items():
         if not options.get("fused"):
             continue
-        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant, calibration, fused)
+        quantize_int8(tiny_onnx_model / "model.onnx", fresh_path, variant, calibration, fused, ranges)
+        assert list(ranges) == [str(fused_path)]
         ops = Counter(node.op_type for node in onnx.load(str(fresh_path)).graph.node)
         layers_fp32 = {role: round(2 * (hi - lo)) for role, (lo, hi) in options.get("fp32", {}).items()}  # of 2 layers
         fp32_ffn_out = layers_fp32.get("ffn_out", 0)

@@ -261,6 +261,7 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
             results[backend] = {"file": ONNX_FILES[backend], "passed": False, "reason": "not made: the fp32 export failed"}
     else:  # every int8 variant checked; the fastest that passed is kept (else the closest to torch, recorded as failed)
         calibration = calibration_batches(torch_predictor, records)
+        ranges: dict = {}  # the fused graph's activation ranges, measured once for its smoothed variants
         baseline = OnnxPredictor.load(model_dir, "onnx", threads, budget) if results["onnx"]["passed"] else None
         fused_path = model_dir / ONNX_FILES["onnx-fused"]
 
@@ -279,13 +280,13 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
                 variants.append({"variant": variant, "file": ONNX_FILES["onnx-int8"], "passed": False, "skipped": True,
                                  "reason": "not tried: a dynamic variant passed, and static quantization is the fallback for when none does"})
             else:
-                variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration, fused), baseline)})
+                variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration, fused, ranges), baseline)})
             print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
         passing = [v for v in variants if v["passed"]]
         chosen = (max(passing, key=lambda v: v["paragraphs_per_second"]) if passing
                   else max(variants, key=lambda v: (v.get("agreement", -1.0), v["variant"])))
         if chosen is not next(v for v in reversed(variants) if not v.get("skipped")):  # the last one written
-            quantize_int8(fp32, int8, chosen["variant"], calibration, fused)  # the file holds the chosen variant
+            quantize_int8(fp32, int8, chosen["variant"], calibration, fused, ranges)  # the file holds the chosen variant
         results["onnx-int8"] = chosen
     passed = [name for name, result in results.items() if result["passed"]]
     record = {
