@@ -69,10 +69,14 @@ def test_every_int8_variant_is_checked_and_the_kept_one_is_in_the_file(tiny_onnx
     variants = record["int8_variants"]
     assert [v["variant"] for v in variants] == list(INT8_VARIANTS)
     for v in variants:
-        if v.get("skipped"):  # static, the fallback: tried only when no dynamic variant passed
-            assert INT8_VARIANTS[v["variant"]].get("static") and not v["passed"] and "not tried" in v["reason"]
-            assert any(w["passed"] for w in variants[: variants.index(v)])
+        if v.get("skipped"):  # static, the fallback, tried only when no dynamic variant passed; or one that cannot be faster
+            assert not v["passed"] and "not tried" in v["reason"]
+            earlier = [w for w in variants[: variants.index(v)] if w["passed"]]
+            assert INT8_VARIANTS[v["variant"]].get("static") and earlier or any(
+                export_module.keeps_more_fp32(v["variant"], w["variant"]) for w in earlier)
             continue
+        assert not any(export_module.keeps_more_fp32(v["variant"], w["variant"])
+                       for w in variants[: variants.index(v)] if w["passed"])
         assert {"agreement", "macro_f1", "paragraphs_per_second", "passed"} <= set(v), v
         if INT8_VARIANTS[v["variant"]].get("static"):
             assert not any(w["passed"] for w in variants[: variants.index(v)])
@@ -419,3 +423,15 @@ def test_an_export_must_keep_macro_f1_in_each_mode():
     assert not result["passed"] and "worse mode" in result["reason"]
     same = export_module.compare(reference, Candidate(list(torch_names)), records)
     assert same["passed"] and same["macro_f1_change"] == 0.0
+
+
+def test_a_variant_that_leaves_more_fp32_than_one_that_passed_is_not_tried():
+    keeps = export_module.keeps_more_fp32
+    bottom = "fused, smoothed, FFN output of the bottom half in fp32"
+    both = "fused, smoothed, attention and the bottom half's FFN output in fp32"
+    assert keeps(bottom, "fused, smoothed, every MatMul and the attention") and keeps(both, bottom)
+    assert not keeps(bottom, both) and not keeps(bottom, bottom)
+    assert keeps("per-channel, FFN and values in fp32", "per-channel")
+    assert not keeps("per-channel, FFN and values in fp32", "per-channel, reduce_range")  # other options
+    assert not keeps(bottom, "per-channel")  # another graph
+    assert not keeps("static, per-channel, reduce_range", "per-channel, reduce_range")
