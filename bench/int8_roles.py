@@ -52,7 +52,7 @@ def run(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, 
     reference = OnnxPredictor.load(model_dir, backend, threads, max_batch_tokens, meta=meta)
     expected, speed = predict_both(reference, records)
     gold = [r.label for r in records] * 2
-    reference_f1 = mode_f1(gold, expected)
+    reference_f1 = mode_f1(gold, [p.label for p in expected])
     texts = [r.text for r in records]
     windows = (reference.pairs.windows([path_text(r.heading_path) for r in records], texts, reference.stride)
                + reference.pairs.windows([""] * len(records), texts, reference.stride))
@@ -76,7 +76,7 @@ def run(model_dir: Path | str, data: list[str] | None = None, threads: int = 0, 
             diff = np.abs(candidate.window_scores(windows) - expected_logits)
             rows.append({"quantised": name, "matmuls": len(roles) - len(left),
                          "agreement": round(float(np.mean([a.label == b.label for a, b in zip(expected, got)])), 4),
-                         "macro_f1_change": {mode: round(value - reference_f1[mode], 4) for mode, value in mode_f1(gold, got).items()},
+                         "macro_f1_change": {mode: round(value - reference_f1[mode], 4) for mode, value in mode_f1(gold, [p.label for p in got]).items()},
                          "mean_logit_diff": float(f"{diff.mean():.3g}"), "max_logit_diff": float(f"{diff.max():.3g}"),
                          "paragraphs_per_second": round(speed, 1)})
             print(json.dumps(rows[-1]), flush=True)

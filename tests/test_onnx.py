@@ -414,7 +414,7 @@ def test_an_export_must_keep_macro_f1_in_each_mode():
 
     torch_names = labels[:-1] + ["deputy"] + labels  # torch: one miss with the path, none alone
     reference = {"predictions": predicted(torch_names), "gold": gold, "windows": [], "logits": np.zeros((1, 4))}
-    reference["mode_f1"] = export_module.mode_f1(gold, reference["predictions"])
+    reference["mode_f1"] = export_module.mode_f1(gold, torch_names)
     records = [type("R", (), {"text": "x", "heading_path": ["h"]})()] * half
     # the candidate mends torch's miss with the path and makes a new one alone
     result = export_module.compare(reference, Candidate(labels + labels[:-1] + ["deputy"]), records)

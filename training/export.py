@@ -95,10 +95,10 @@ def reference_logits(predictor: WindowedPredictor, records: list[Record]) -> tup
     return windows, predictor.window_scores(windows)
 
 
-def mode_f1(gold: list[str], predictions: list[Prediction]) -> dict[str, float]:
-    """Macro-F1 of predict_both's predictions in each mode: with the heading path (the first half), alone."""
-    half = len(predictions) // 2
-    return {"path": predictions_f1(gold[:half], predictions[:half]), "alone": predictions_f1(gold[half:], predictions[half:])}
+def mode_f1(gold: list[str], labels: list[str]) -> dict[str, float]:
+    """Macro-F1 of labels in predict_both's order in each mode: with the heading path (the first half), alone."""
+    half = len(labels) // 2
+    return {"path": macro_f1(gold[:half], labels[:half]), "alone": macro_f1(gold[half:], labels[half:])}
 
 
 def compare(reference: dict, candidate: WindowedPredictor, records: list[Record]) -> dict:
@@ -108,7 +108,8 @@ def compare(reference: dict, candidate: WindowedPredictor, records: list[Record]
     predictions, speed = predict_both(candidate, records)
     agreement = float(np.mean([a.label == b.label for a, b in zip(reference["predictions"], predictions)]))
     f1 = predictions_f1(reference["gold"], predictions)
-    by_mode = {mode: value - reference["mode_f1"][mode] for mode, value in mode_f1(reference["gold"], predictions).items()}
+    by_mode = {mode: value - reference["mode_f1"][mode]
+               for mode, value in mode_f1(reference["gold"], [p.label for p in predictions]).items()}
     change = max(by_mode.values(), key=lambda v: (abs(v), -v))  # a loss before a gain of the same size
     passed = agreement >= MIN_AGREEMENT and abs(change) <= MAX_F1_CHANGE
     result = {"file": ONNX_FILES[candidate.backend], "passed": passed, "agreement": round(agreement, 4),
@@ -154,7 +155,7 @@ def choose_first_window(predictor: WindowedPredictor, records: list[Record], ful
     if not rows:
         return {"threshold": None, "reason": "no paragraph longer than one window to choose on"}
     gold, labels = [r.label for r in records] * 2, [p.label for p in full]
-    modes = {"path": slice(0, len(records)), "alone": slice(len(records), len(full))}
+    full_f1 = mode_f1(gold, labels)  # reading every window: what each threshold is measured against
     table = []
     for threshold in FIRST_WINDOW_GRID:
         ruled = list(labels)
@@ -162,7 +163,7 @@ def choose_first_window(predictor: WindowedPredictor, records: list[Record], ful
             if top >= threshold:
                 ruled[i] = label
         changed = sum(a != b for a, b in zip(ruled, labels))
-        f1_change = min(macro_f1(gold[m], ruled[m]) - macro_f1(gold[m], labels[m]) for m in modes.values())
+        f1_change = min(value - full_f1[mode] for mode, value in mode_f1(gold, ruled).items())
         read_all = [n for _, _, top, n in rows if top < threshold]
         table.append({"threshold": threshold, "agreement": round(1 - changed / len(full), 4),
                       "macro_f1_change": round(f1_change, 4),
@@ -238,7 +239,7 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
     predictions, speed = predict_both(torch_predictor, records)
     gold = [r.label for r in records] * 2
     windows, logits = reference_logits(torch_predictor, records)
-    reference = {"predictions": predictions, "gold": gold, "mode_f1": mode_f1(gold, predictions),
+    reference = {"predictions": predictions, "gold": gold, "mode_f1": mode_f1(gold, [p.label for p in predictions]),
                  "windows": windows, "logits": logits}
     results = {TORCH: {"file": None, "passed": True, "macro_f1": round(predictions_f1(gold, predictions), 4),
                        "paragraphs_per_second": round(speed, 2)}}
@@ -285,13 +286,15 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
         for variant in INT8_VARIANTS:
             slower = next((v["variant"] for v in variants if v["passed"] and keeps_more_fp32(variant, v["variant"])), None)
             if INT8_VARIANTS[variant].get("static") and any(v["passed"] for v in variants):
-                # the fallback for when no dynamic variant keeps the labels (it never has here: 0.889);
-                # skipped it saves 40 s of every make train
+                # the fallback for when no dynamic variant keeps the labels (it never has here: 0.889)
+                why = "a dynamic variant passed, and static quantization is the fallback for when none does"
+            elif slower:  # it could not be the fastest that passed
+                why = f"it leaves fp32 all that {slower!r} does, which passed, so it cannot be faster"
+            else:
+                why = None
+            if why:  # each skipped saves about 40 s of every make train
                 variants.append({"variant": variant, "file": ONNX_FILES["onnx-int8"], "passed": False, "skipped": True,
-                                 "reason": "not tried: a dynamic variant passed, and static quantization is the fallback for when none does"})
-            elif slower:  # it could not be the fastest that passed: about 40 s of every make train
-                variants.append({"variant": variant, "file": ONNX_FILES["onnx-int8"], "passed": False, "skipped": True,
-                                 "reason": f"not tried: it leaves fp32 all that {slower!r} does, which passed, so it cannot be faster"})
+                                 "reason": f"not tried: {why}"})
             else:
                 variants.append({"variant": variant, **check("onnx-int8", lambda: quantize_int8(fp32, int8, variant, calibration, fused, ranges), baseline)})
             print(f"onnx-int8 ({variant}): {json.dumps(variants[-1], ensure_ascii=False)}", flush=True)
