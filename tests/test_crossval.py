@@ -73,6 +73,13 @@ def test_crossval_runs_both_recipes_on_the_same_folds(tiny_base, tmp_path):
     folds = json.loads((out / "folds.json").read_text(encoding="utf-8"))["folds"]
     assert len(folds) == 2 and not set(folds[0]) & set(folds[1])
     assert "2-fold cross-validation" in (out / "comparison.md").read_text(encoding="utf-8")
+    # every paragraph's out-of-fold probabilities in the three modes, for what is fitted after the run
+    rows = [json.loads(line) for line in (out / "bert-cv-scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == evaluations[0].metrics["paragraphs"] and "text" not in rows[0]
+    assert {r["fold"] for r in rows} == {0, 1} and all(r["report_id"] in folds[r["fold"]] for r in rows)
+    for mode in ("alone", "path", "report"):
+        assert all(abs(sum(r[mode].values()) - 1) < 1e-3 for r in rows)
+    assert (out / "baseline-cv-scores.jsonl").exists()
 
 
 def test_crossval_refuses_extra_training_data_that_overlaps_the_scored_reports(tmp_path, capsys):
@@ -91,17 +98,18 @@ def test_crossval_search_tries_variants_on_the_same_folds_and_reports_timing(tin
     """`--try` variants: each its own bert and fused recipe on the same folds; the baseline scored
     once; the settings, minutes, epochs and fitted weights of every fold land in the report."""
     out = tmp_path / "cv"
-    variants = [{"freeze_layers": 1}, {"freeze_layers": 1, "context_dropout": 0.0}]
+    variants = [{"freeze_layers": 1}, {"freeze_layers": 1, "context_dropout": 0.0, "seed": 7}]  # a variant's own seed
     evaluations = run_crossval([str(STARTER)], out, 2, ["baseline", "bert", "fused"], seed=13, base_model=str(tiny_base),
                                threads=1, variants=variants, **{**TINY_OVERRIDES, "max_steps": 2})
     names = [e.name for e in evaluations]
     recipes = ["baseline", "bert-freeze_layers=1", "fused-freeze_layers=1",
-               "bert-freeze_layers=1-context_dropout=0.0", "fused-freeze_layers=1-context_dropout=0.0"]
+               "bert-freeze_layers=1-context_dropout=0.0-seed=7", "fused-freeze_layers=1-context_dropout=0.0-seed=7"]
     assert names == [f"{r}-cv-{m}" for r in recipes for m in ("alone", "path", "report")]
     folds_json = json.loads((out / "folds.json").read_text(encoding="utf-8"))
     runs = folds_json["runs"]
-    assert [r["name"] for r in runs] == ["bert-freeze_layers=1", "bert-freeze_layers=1-context_dropout=0.0"]
+    assert [r["name"] for r in runs] == ["bert-freeze_layers=1", "bert-freeze_layers=1-context_dropout=0.0-seed=7"]
     assert runs[1]["settings"]["context_dropout"] == 0.0 and runs[0]["settings"]["freeze_layers"] == 1
+    assert runs[1]["settings"]["seed"] == 7 and runs[0]["settings"]["seed"] == 13 and folds_json["config"]["seed"] == 13
     assert all(r["minutes"] >= 0 for r in runs)
     summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["models"]
     for fold in summary["bert-freeze_layers=1-cv-path"]["folds"]:

@@ -34,6 +34,7 @@ class TrainConfig(BaseModel):
     freeze_layers: int = Field(0, ge=0, description="embeddings and the bottom N layers frozen, their outputs cached; 0 = train all")
     fusion: bool = Field(False, description="serve the encoder averaged with an n-gram model trained beside it (weights fitted on dev)")
     class_weighting: bool = True
+    soup: int = Field(1, ge=1, le=8, description="runs from the same start with their own seeds, their weights averaged; 1 = one run")
     patience: int = Field(3, ge=1)
     seed: int = 13
     max_minutes: float = Field(27, gt=0)

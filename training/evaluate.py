@@ -145,6 +145,17 @@ class CrossValidated:
                                   fold_macro_f1_sd=round(float(np.std(per_fold)), 4), folds=self.fold_info)
         return evaluation
 
+    def scores_rows(self) -> list[dict]:
+        """Each paragraph's out-of-fold probabilities in every mode (no text: where it sits in
+        its report, its fold and gold label), for what is fitted after the run (ensembles, calibration)."""
+        seen: Counter = Counter()
+        rows = []
+        for i, record in enumerate(self.records):
+            rows.append({"report_id": record.report_id, "index": seen[record.report_id], "fold": self.fold_of[i],
+                         "label": record.label, **{mode: self.predictions[mode][i].scores for mode in MODES}})
+            seen[record.report_id] += 1
+        return rows
+
 
 # What a fold's model reports of its own training, kept beside the cross-validation's figures.
 FOLD_INFO = ("epochs_run", "best_epoch", "fine_tune_minutes", "temperature", "temperature_alone", "weight", "weight_alone")

@@ -22,7 +22,7 @@ from model.loading import load_predictor
 from model.publish import staged_directory
 from renda.corpus import label_records, load_corpus, report_runs
 from renda.labels import LABELS
-from renda.records import DataError, Record, atomic_write_text, iter_json_objects, read_jsonl
+from renda.records import DataError, Record, atomic_write_text, dumps_jsonl, iter_json_objects, read_jsonl
 from training.dataset import assign_splits, build_dataset, load_split
 from training.evaluate import (
     MODES, Evaluation, cross_validate_many, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
@@ -199,7 +199,8 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         raise DataError(", ".join(extra_train or []), f"reports also in the cross-validated corpus: {', '.join(sorted(shared))}")
     groups = report_folds(records, folds, seed)
     config = load_config(config_path or CONFIG_FILE, seed=seed, **overrides)
-    configs = {variant_name(v): load_config(config_path or CONFIG_FILE, seed=seed, **{**overrides, **v}) for v in variants or [{}]}
+    # a variant may set its own training seed (a seed ensemble): the folds and dev splits keep the run's
+    configs = {variant_name(v): load_config(config_path or CONFIG_FILE, **{"seed": seed, **overrides, **v}) for v in variants or [{}]}
     caches: dict[tuple, object] = {}  # (frozen layers, base model) → the frozen-bottom outputs every fold reads (or None)
     baselines: dict[frozenset, BaselinePredictor] = {}  # a fold's baseline, fitted once for every variant
 
@@ -245,6 +246,7 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         for kind, result in results.items():
             if kind == "baseline" and runs:
                 continue  # scored once
+            atomic_write_text(Path(out) / f"{kind}-cv-scores.jsonl", dumps_jsonl(result.scores_rows()))
             for mode in MODES:
                 evaluations.append(result.evaluation(f"{kind}-cv-{mode}", mode))
                 evaluations[-1].metrics["minutes"] = minutes

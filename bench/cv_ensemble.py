@@ -1,0 +1,80 @@
+"""`make cv-ensemble`: would averaging several trained models pay? Read from cross-validation.
+
+`renda crossval` writes each recipe's out-of-fold probabilities (`<recipe>-cv-scores.jsonl`: every
+paragraph scored in the three modes by a model that never saw its report). Given the files of
+recipes run on the same folds (seeds of one recipe, say: `--try seed=13 --try seed=1 …`), this
+averages their probabilities paragraph by paragraph and scores the average, beside each member:
+the figure an ensemble of those models would reach, without training one. In whole-report mode
+each member's own report-mode probabilities are averaged (an ensemble would run one combiner
+over its averaged paragraph scores: close, not the same). Writes cv_ensemble.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from model.metrics import macro_f1
+from renda.records import atomic_write_text
+
+MODES = ("alone", "path", "report")
+
+
+def read_scores(path: Path | str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def averaged(members: list[list[dict]]) -> list[dict]:
+    """The members' probabilities averaged per paragraph and mode; the members must score the same
+    paragraphs in the same order (the same folds of the same corpus)."""
+    keys = [[(r["report_id"], r["index"], r["label"]) for r in m] for m in members]
+    if any(k != keys[0] for k in keys[1:]):
+        raise ValueError("the score files do not cover the same paragraphs in the same order: run them on the same folds")
+    rows = []
+    for parts in zip(*members):
+        row = {k: parts[0][k] for k in ("report_id", "index", "fold", "label")}
+        for mode in MODES:
+            labels = list(parts[0][mode])
+            mean = np.mean([[p[mode][label] for label in labels] for p in parts], axis=0)
+            row[mode] = dict(zip(labels, mean.tolist()))
+        rows.append(row)
+    return rows
+
+
+def mode_scores(rows: list[dict]) -> dict[str, float]:
+    gold = [r["label"] for r in rows]
+    return {mode: round(macro_f1(gold, [max(r[mode], key=r[mode].get) for r in rows]), 4) for mode in MODES}
+
+
+def run(paths: list[str], out: Path | str) -> dict:
+    members = [read_scores(p) for p in paths]
+    table = {Path(p).name.removesuffix("-cv-scores.jsonl"): mode_scores(m) for p, m in zip(paths, members)}
+    table["average of all"] = mode_scores(averaged(members))
+    result = {"files": paths, "paragraphs": len(members[0]), "macro_f1": table}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "cv_ensemble.json", json.dumps(result, ensure_ascii=False, indent=2))
+    lines = ["| recipe | alone | path | report | mean |", "|---|---|---|---|---|"]
+    for name, f1 in table.items():
+        lines.append(f"| {name} | " + " | ".join(f"{f1[m]:.3f}" for m in MODES) + f" | **{np.mean(list(f1.values())):.3f}** |")
+    atomic_write_text(out / "cv_ensemble.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("scores", nargs="+", help="<recipe>-cv-scores.jsonl files of one cross-validation's folds")
+    parser.add_argument("--out", default="reports/cv-ensemble")
+    args = parser.parse_args(argv)
+    if len(args.scores) < 2:
+        parser.error("give two score files or more")
+    run(args.scores, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
