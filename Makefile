@@ -135,6 +135,12 @@ search: base-model
 	$(RENDA) crossval --corpus $(CV_CORPUS) --extra-train $(or $(CV_EXTRA),data/starter) --folds $(FOLDS) --models $(CV_MODELS) \
 	  --out $(SEARCH_OUT) --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED) $(foreach t,$(SEARCH),--try $(t))
 
+# Would averaging the search's encoders pay? Their out-of-fold probabilities averaged and scored
+# (e.g. after make search SEARCH="seed=13 seed=1 seed=2"): reports/…/cv-ensemble/cv_ensemble.md
+.PHONY: cv-ensemble
+cv-ensemble: $(VENV)/.installed
+	$(BIN)/python -m bench.cv_ensemble $(wildcard $(SEARCH_OUT)/bert-*-cv-scores.jsonl) --out $(SEARCH_OUT)/cv-ensemble
+
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json
 

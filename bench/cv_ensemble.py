@@ -4,9 +4,9 @@
 paragraph scored in the three modes by a model that never saw its report). Given the files of
 recipes run on the same folds (seeds of one recipe, say: `--try seed=13 --try seed=1 …`), this
 averages their probabilities paragraph by paragraph and scores the average, beside each member:
-the figure an ensemble of those models would reach, without training one. In whole-report mode
-each member's own report-mode probabilities are averaged (an ensemble would run one combiner
-over its averaged paragraph scores: close, not the same). Writes cv_ensemble.json and .md.
+the figure an ensemble of those models would reach, without training one, alone and with the
+heading path. Whole-report mode is each member's own (its label comes from a combiner fitted on
+its fold's dev reports, over the whole report: not rebuilt here). Writes cv_ensemble.json and .md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from model.metrics import macro_f1
 from renda.records import atomic_write_text
 
-MODES = ("alone", "path", "report")
+MODES = ("alone", "path")  # averaged; whole-report labels are read as each member gave them
 
 
 def read_scores(path: Path | str) -> list[dict]:
@@ -35,7 +35,7 @@ def averaged(members: list[list[dict]]) -> list[dict]:
         raise ValueError("the score files do not cover the same paragraphs in the same order: run them on the same folds")
     rows = []
     for parts in zip(*members):
-        row = {k: parts[0][k] for k in ("report_id", "index", "fold", "label")}
+        row = {k: parts[0][k] for k in ("report_id", "index", "fold", "label")}  # no report label: an ensemble's is not known
         for mode in MODES:
             labels = list(parts[0][mode])
             mean = np.mean([[p[mode][label] for label in labels] for p in parts], axis=0)
@@ -44,9 +44,10 @@ def averaged(members: list[list[dict]]) -> list[dict]:
     return rows
 
 
-def mode_scores(rows: list[dict]) -> dict[str, float]:
+def mode_scores(rows: list[dict]) -> dict[str, float | None]:
     gold = [r["label"] for r in rows]
-    return {mode: round(macro_f1(gold, [max(r[mode], key=r[mode].get) for r in rows]), 4) for mode in MODES}
+    f1 = {mode: round(macro_f1(gold, [max(r[mode], key=r[mode].get) for r in rows]), 4) for mode in MODES}
+    return f1 | {"report": round(macro_f1(gold, [r["report_label"] for r in rows]), 4) if "report_label" in rows[0] else None}
 
 
 def run(paths: list[str], out: Path | str) -> dict:
@@ -57,9 +58,10 @@ def run(paths: list[str], out: Path | str) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "cv_ensemble.json", json.dumps(result, ensure_ascii=False, indent=2))
-    lines = ["| recipe | alone | path | report | mean |", "|---|---|---|---|---|"]
+    lines = ["| recipe | alone | path | mean of the two | whole report |", "|---|---|---|---|---|"]
     for name, f1 in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{f1[m]:.3f}" for m in MODES) + f" | **{np.mean(list(f1.values())):.3f}** |")
+        report = "-" if f1["report"] is None else f"{f1['report']:.3f}"
+        lines.append(f"| {name} | " + " | ".join(f"{f1[m]:.3f}" for m in MODES) + f" | **{np.mean([f1[m] for m in MODES]):.3f}** | {report} |")
     atomic_write_text(out / "cv_ensemble.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return result

@@ -199,22 +199,23 @@ def test_cv_ensemble_averages_members_paragraph_by_paragraph(tmp_path):
 
     def row(i, label, alone):
         scores = {"plans": alone, "deputy": 1 - alone}
-        return {"report_id": "r", "index": i, "fold": 0, "label": label, "alone": scores, "path": scores, "report": scores}
+        return {"report_id": "r", "index": i, "fold": 0, "label": label, "alone": scores, "path": scores, "report_label": label}
 
     a = _scores_file(tmp_path / "bert-seed=1-cv-scores.jsonl", [row(0, "plans", 0.9), row(1, "deputy", 0.6)])
     b = _scores_file(tmp_path / "bert-seed=2-cv-scores.jsonl", [row(0, "plans", 0.45), row(1, "deputy", 0.1)])
     result = cv_ensemble.run([a, b], tmp_path / "out")
     table = result["macro_f1"]
     assert table["bert-seed=1"]["alone"] < 1 and table["bert-seed=2"]["alone"] < 1
-    assert table["average of all"] == {"alone": 1.0, "path": 1.0, "report": 1.0}
-    assert "| average of all | 1.000 |" in (tmp_path / "out" / "cv_ensemble.md").read_text(encoding="utf-8")
+    assert table["bert-seed=1"]["report"] == 1.0  # each member's own whole-report labels
+    assert table["average of all"] == {"alone": 1.0, "path": 1.0, "report": None}
+    assert "| average of all | 1.000 | 1.000 | **1.000** | - |" in (tmp_path / "out" / "cv_ensemble.md").read_text(encoding="utf-8")
 
 
 def test_cv_ensemble_refuses_files_of_different_folds(tmp_path):
     from bench import cv_ensemble
 
     scores = {"plans": 1.0}
-    first = {"report_id": "r", "index": 0, "fold": 0, "label": "plans", "alone": scores, "path": scores, "report": scores}
+    first = {"report_id": "r", "index": 0, "fold": 0, "label": "plans", "alone": scores, "path": scores, "report_label": "plans"}
     a = _scores_file(tmp_path / "a.jsonl", [first])
     b = _scores_file(tmp_path / "b.jsonl", [{**first, "report_id": "other"}])
     with pytest.raises(ValueError, match="same paragraphs"):

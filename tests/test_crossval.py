@@ -77,8 +77,10 @@ def test_crossval_runs_both_recipes_on_the_same_folds(tiny_base, tmp_path):
     rows = [json.loads(line) for line in (out / "bert-cv-scores.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == evaluations[0].metrics["paragraphs"] and "text" not in rows[0]
     assert {r["fold"] for r in rows} == {0, 1} and all(r["report_id"] in folds[r["fold"]] for r in rows)
-    for mode in ("alone", "path", "report"):
+    for mode in ("alone", "path"):
         assert all(abs(sum(r[mode].values()) - 1) < 1e-3 for r in rows)
+    report = [e for e in evaluations if e.name == "bert-cv-report"][0]
+    assert sum(r["report_label"] != r["label"] for r in rows) == len(report.errors)  # the whole-report labels scored
     assert (out / "baseline-cv-scores.jsonl").exists()
 
 

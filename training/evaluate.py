@@ -146,13 +146,16 @@ class CrossValidated:
         return evaluation
 
     def scores_rows(self) -> list[dict]:
-        """Each paragraph's out-of-fold probabilities in every mode (no text: where it sits in
-        its report, its fold and gold label), for what is fitted after the run (ensembles, calibration)."""
+        """Each paragraph's out-of-fold probabilities alone and with its path, and its whole-report
+        label (that mode's probabilities are the path's: the label comes from the report's other
+        rows), with no text: where it sits in its report, its fold and gold label. For what is
+        fitted after the run (ensembles, calibration)."""
         seen: Counter = Counter()
         rows = []
         for i, record in enumerate(self.records):
             rows.append({"report_id": record.report_id, "index": seen[record.report_id], "fold": self.fold_of[i],
-                         "label": record.label, **{mode: self.predictions[mode][i].scores for mode in MODES}})
+                         "label": record.label, "alone": self.predictions["alone"][i].scores,
+                         "path": self.predictions["path"][i].scores, "report_label": self.predictions["report"][i].label})
             seen[record.report_id] += 1
         return rows
 
