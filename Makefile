@@ -137,9 +137,13 @@ search: base-model
 
 # Would averaging the search's encoders pay? Their out-of-fold probabilities averaged and scored
 # (e.g. after make search SEARCH="seed=13 seed=1 seed=2"): reports/…/cv-ensemble/cv_ensemble.md
-.PHONY: cv-ensemble
+.PHONY: cv-ensemble cv-ceiling
 cv-ensemble: $(VENV)/.installed
-	$(BIN)/python -m bench.cv_ensemble $(wildcard $(SEARCH_OUT)/bert-*-cv-scores.jsonl) --out $(SEARCH_OUT)/cv-ensemble
+	$(BIN)/python -m bench.cv_scores average $(wildcard $(SEARCH_OUT)/bert-*-cv-scores.jsonl) --out $(SEARCH_OUT)/cv-ensemble
+# How far the paragraph alone could go if plans-or-not were judged perfectly (then self_building/leadership)
+CV_SCORES ?= $(SEARCH_OUT)/bert-seed=13-cv-scores.jsonl
+cv-ceiling: $(VENV)/.installed
+	$(BIN)/python -m bench.cv_scores ceiling $(CV_SCORES) --solve plans --solve self_building/leadership --out $(dir $(CV_SCORES))cv-ceiling
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

@@ -200,6 +200,7 @@ def model_info(request: Request) -> ModelResponse:
         backend_reason=getattr(predictor, "backend_reason", None) or None,
         temperatures=dict(zip(("path", "alone"), stored_temperatures(info) or ())) or None,
         fusion=info.get("fusion"),
+        plans_judge=info.get("plans_judge"),
     )
 
 

@@ -276,6 +276,8 @@ class ModelResponse(BaseModel):
                                                                  "read with its heading path, `alone` without (null: raw scores)")
     fusion: dict | None = Field(None, description="when the encoder is averaged with an n-gram model: the encoder's share with "
                                                   "the heading path (`weight`) and alone (`weight_alone`), fitted on dev")
+    plans_judge: dict | None = Field(None, description="when a paragraph read alone takes P(plans) from an n-gram model of that one "
+                                                       "question (the other labels share the rest as the encoder gave them): its folder")
 
 
 class Health(BaseModel):

@@ -195,7 +195,7 @@ def _scores_file(path, rows):
 def test_cv_ensemble_averages_members_paragraph_by_paragraph(tmp_path):
     """Two members that each miss a different paragraph, one of them only narrowly: their average
     gets both right, and each member's own figure is reported beside it."""
-    from bench import cv_ensemble
+    from bench import cv_scores as cv_ensemble
 
     def row(i, label, alone):
         scores = {"plans": alone, "deputy": 1 - alone}
@@ -212,7 +212,7 @@ def test_cv_ensemble_averages_members_paragraph_by_paragraph(tmp_path):
 
 
 def test_cv_ensemble_refuses_files_of_different_folds(tmp_path):
-    from bench import cv_ensemble
+    from bench import cv_scores as cv_ensemble
 
     scores = {"plans": 1.0}
     first = {"report_id": "r", "index": 0, "fold": 0, "label": "plans", "alone": scores, "path": scores, "report_label": "plans"}
@@ -220,3 +220,22 @@ def test_cv_ensemble_refuses_files_of_different_folds(tmp_path):
     b = _scores_file(tmp_path / "b.jsonl", [{**first, "report_id": "other"}])
     with pytest.raises(ValueError, match="same paragraphs"):
         cv_ensemble.run([a, b], tmp_path / "out")
+
+
+def test_cv_ceiling_counts_one_confusion_after_another_right(tmp_path, capsys):
+    from bench import cv_scores
+
+    def row(i, label, predicted):
+        scores = {l: (0.9 if l == predicted else 0.02) for l in ("plans", "deputy", "leadership", "self_building")}
+        return {"report_id": "r", "index": i, "fold": 0, "label": label, "alone": scores, "path": scores, "report_label": label}
+
+    rows = [row(0, "plans", "deputy"), row(1, "deputy", "plans"), row(2, "self_building", "leadership"),
+            row(3, "deputy", "deputy"), row(4, "leadership", "deputy"), row(5, "self_building", "self_building")]
+    path = _scores_file(tmp_path / "s.jsonl", rows)
+    assert cv_scores.main(["ceiling", path, "--solve", "plans", "--solve", "self_building/leadership", "--out", str(tmp_path / "o")]) == 0
+    steps = json.loads((tmp_path / "o" / "cv_ceiling.json").read_text())["steps"]
+    assert [s["misses"] for s in steps] == [4, 2, 1]  # leadership called deputy is no confusion of either group
+    assert steps[0]["macro_f1"] < steps[1]["macro_f1"] < steps[2]["macro_f1"] < 1
+    with pytest.raises(SystemExit):
+        cv_scores.main(["ceiling", path, "--solve", "legislation", "--out", str(tmp_path / "o")])
+    assert "no paragraph is labelled or predicted legislation" in capsys.readouterr().err

@@ -134,6 +134,8 @@ BROKEN = {
     "temperature text": (stored("temperature_alone", "hot"), ["temperature_alone must be a positive number"]),
     "fusion outside the folder": (stored("fusion", {"model": "../ngram", "weight": 0.5, "weight_alone": 0.5}),
                                   ["fusion model must be the name of a folder"]),
+    "plans judge outside the folder": (stored("plans_judge", {"model": "../judge"}), ["plans_judge must name a folder"]),
+    "plans judge missing": (stored("plans_judge", {"model": "plans_judge"}), ["plans judge's folder plans_judge/ is missing"]),
 }
 
 

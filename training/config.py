@@ -33,6 +33,7 @@ class TrainConfig(BaseModel):
     layers: int = Field(0, ge=0, description="keep the bottom N of the base model's layers; 0 = all")
     freeze_layers: int = Field(0, ge=0, description="embeddings and the bottom N layers frozen, their outputs cached; 0 = train all")
     fusion: bool = Field(False, description="serve the encoder averaged with an n-gram model trained beside it (weights fitted on dev)")
+    plans_judge: bool = Field(False, description="a paragraph read alone takes P(plans) from an n-gram model trained on that one question")
     class_weighting: bool = True
     soup: int = Field(1, ge=1, le=8, description="runs from the same start with their own seeds, their weights averaged; 1 = one run")
     patience: int = Field(3, ge=1)

@@ -59,6 +59,15 @@ def fusion_line(meta: dict) -> str:
             f"alone, fitted on dev. The snippet below gives the encoder's part only.")
 
 
+def judge_line(meta: dict) -> str:
+    judge = meta.get("plans_judge")
+    if not judge:
+        return "none."
+    return (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{judge['model']}/`, trained on the "
+            f"same split for that one question; the other labels share the rest as the encoder gave them. With its heading path "
+            f"the encoder's scores stand. The snippet below gives the encoder's part only.")
+
+
 def load_snippet(config) -> str:
     """How to use the folder with plain transformers, for the head it was trained with."""
     # A text pair: the heading path (part › section › sub-heading; "" when unknown), then the paragraph.
@@ -129,6 +138,7 @@ Trained by renda-sections (`make train`).
 - **Whole-report weights** (fitted on the dev split): `{meta.get('combiner')}`
 - **Calibration:** {calibration_line(meta)}
 - **Fusion:** {fusion_line(meta)}
+- **Plans judge:** {judge_line(meta)}
 
 ## Held-out reports (test split: reports the model never saw)
 

@@ -158,6 +158,11 @@ def fit_bert(train: list[Record], dev: list[Record], base_model: str, config, bo
                            "best_epoch": tuned.best_epoch, "fine_tune_minutes": tuned.minutes}, config)
     raw.info.update(fit_dev_temperatures(raw, dev))  # as `make train` serves it: calibrated per mode
     predictor = calibrated(raw)
+    if config.plans_judge:  # and its paragraphs read alone judged plans-or-not
+        from model.plans_judge import PlansJudged, fit_plans_judge
+        from training.dataset import row_weights
+
+        predictor = PlansJudged(predictor, fit_plans_judge(train, config.seed, sample_weight=row_weights(train, config.starter_weight)))
     predictor.info["combiner"] = fit_report_combiner(predictor, dev, "dev").to_dict()
     return predictor
 

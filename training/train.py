@@ -23,7 +23,8 @@ from model.bert import TRAINING_CONFIG, BertPredictor, Features, PairEncoder, pa
 from model.calibration import as_arrays, calibrated, calibration_report, fit_temperature
 from model.context import drop_context, path_text
 from model.frozen import BottomCache, CachedBottomPredictor, freeze_bottom
-from model.fused import with_fusion
+from model.loading import as_served
+from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge
 from model.predictor import META_FILE
 from model.publish import staged_directory
 from renda.labels import LABELS
@@ -306,17 +307,23 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         ngram = fit_baseline(train, config.seed, {"model_id": "ngram", "dataset": str(dataset_dir)}, config=config)
         served = fuse(served, ngram, dev)
         meta["fusion"] = {"model": FUSION_DIR, "weight": served.weight, "weight_alone": served.weight_alone}
+    judge = None
+    if config.plans_judge:  # paragraphs read alone: P(plans) from a model of that one question, on the same split
+        judge = fit_plans_judge(train, config.seed, {"dataset": str(dataset_dir)}, row_weights(train, config.starter_weight))
+        served = PlansJudged(served, judge)
+        meta["plans_judge"] = {"model": JUDGE_DIR}
     meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
         tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")  # to load it back
-        if ngram is not None:
-            (staging / FUSION_DIR).mkdir()
-            ngram.save(staging / FUSION_DIR)
+        for folder, part in ((FUSION_DIR, ngram), (JUDGE_DIR, judge)):
+            if part is not None:
+                (staging / folder).mkdir()
+                part.save(staging / folder)
         best = BertPredictor.load(staging, batch_size=config.eval_batch_size)
-        held_out = held_out_metrics(with_fusion(calibrated(best), staging), test)  # as load_predictor serves it
+        held_out = held_out_metrics(as_served(best, staging), test)  # as load_predictor serves it
         if test:  # ECE of the raw and the scaled scores on the held-out split, per mode
             by_mode = held_out_calibration(best, test, meta, staging)
             held_out["calibration"], held_out["alone"]["calibration"] = by_mode["path"], by_mode["alone"]

@@ -1,0 +1,99 @@
+"""A paragraph read alone: is it from the plans part? One question, answered by a model of its own.
+
+With its heading path the encoder knows a plans paragraph from a review of the same topic (the
+heading says 今后工作). Without it only the wording can tell, and two thirds of the encoder's misses
+alone in cross-validation were that one question: a plans paragraph called by its topic, or a review
+paragraph called `plans` (docs/encoder-recipe.md). The encoder's own `plans` score ranks plans
+paragraphs poorly there (average precision 0.57); a character n-gram model trained on that question
+alone, with balanced classes, ranks them better (0.68): the future-tense stock phrases (要, 将,
+进一步, 明年) are n-grams.
+
+So for a paragraph read without its heading path the served scores become
+    P(plans) = the judge's,   P(label) = (1 − P(plans)) × the encoder's share of that label among the rest;
+they still sum to one. A paragraph read with its path keeps the encoder's scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.predictor import Prediction, Predictor
+
+PLANS, REST = "plans", "rest"
+JUDGE_DIR = "plans_judge"  # the judge's folder inside a model folder
+
+
+def fit_plans_judge(records, seed: int, meta: dict | None = None, sample_weight: list[float] | None = None):
+    """The judge on training records, each read as it would be alone (its text, no path);
+    `sample_weight`: each row's loss weight (the starter corpus's, as the encoder trains)."""
+    from model.baseline import BaselinePredictor
+
+    if not any(r.label == PLANS for r in records) or all(r.label == PLANS for r in records):
+        raise ValueError("the plans judge needs training paragraphs of the plans part and of the others")
+    return BaselinePredictor.fit([r.text for r in records], [PLANS if r.label == PLANS else REST for r in records],
+                                 [PLANS, REST], seed, {"kind": "plans_judge", "model_id": JUDGE_DIR, "labels": [PLANS, REST], **(meta or {})},
+                                 sample_weight=sample_weight)
+
+
+def judged(prediction: Prediction, plans: float, labels: list[str]) -> Prediction:
+    """`prediction` with P(plans) set to `plans` and the other labels sharing the rest in the
+    proportions the encoder gave them."""
+    others = [label for label in labels if label != PLANS]
+    mass = sum(prediction.scores[label] for label in others)
+    scores = {label: ((1 - plans) * prediction.scores[label] / mass if mass > 0 else (1 - plans) / len(others))
+              for label in others} | {PLANS: plans}
+    scores = {label: float(scores[label]) for label in labels}
+    best = max(labels, key=scores.__getitem__)
+    return Prediction(best, scores[best], scores, prediction.windows, prediction.context)
+
+
+class PlansJudged:
+    """A predictor whose paragraphs read alone take the judge's P(plans) (module docstring)."""
+
+    def __init__(self, encoder: Predictor, judge):
+        if PLANS not in encoder.labels:
+            raise ValueError(f"a plans judge needs a model with the label {PLANS!r}")
+        self.encoder, self.judge = encoder, judge
+        self.labels, self.info = encoder.labels, encoder.info
+        self.model_id = encoder.model_id
+
+    def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
+        predictions = self.encoder.predict(texts, contexts)
+        alone = [i for i, p in enumerate(predictions) if not p.context]
+        if alone:
+            plans = self.judge.predict([texts[i] for i in alone])
+            for i, verdict in zip(alone, plans):
+                predictions[i] = judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels)
+        return predictions
+
+    def __getattr__(self, name: str):  # backend, cache and anything else the encoder's predictor has
+        return getattr(self.encoder, name)
+
+
+def judge_entry(info: dict) -> dict | None:
+    """The `plans_judge` entry of a model folder's metadata, checked: None when there is none."""
+    entry = info.get("plans_judge")
+    if entry is None:
+        return None
+    folder = entry.get("model") if isinstance(entry, dict) else None
+    if not isinstance(folder, str) or not folder or folder != Path(folder).name or folder in (".", ".."):
+        raise ValueError(f"plans_judge must name a folder inside the model folder, got {entry!r}")
+    return entry
+
+
+def with_plans_judge(predictor: Predictor, model_dir: Path | str) -> Predictor:
+    """The predictor as the folder serves it: with the judge it stores, when its metadata names one."""
+    entry = judge_entry(predictor.info)
+    if entry is None:
+        return predictor
+    from model.baseline import BaselinePredictor
+
+    folder = Path(model_dir) / entry["model"]
+    if not folder.is_dir():
+        raise ValueError(f"{model_dir}: the plans judge's folder {entry['model']}/ is missing; retrain with `make train`")
+    judge = BaselinePredictor.load(folder)
+    if sorted(judge.classes) != sorted([PLANS, REST]):
+        raise ValueError(f"{model_dir}/{entry['model']}: not a plans judge (classes {judge.classes})")
+    return PlansJudged(predictor, judge)

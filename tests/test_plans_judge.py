@@ -1,0 +1,111 @@
+"""A paragraph read alone is judged plans-or-not by a model of that one question
+(model/plans_judge.py): P(plans) from the judge, the other labels sharing the rest as the encoder
+gave them; paragraphs read with their heading path keep the encoder's scores. The judge is stored in
+the model folder, applied on load and shown in GET /v1/model."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from model.baseline import BaselinePredictor
+from model.bert import BertPredictor
+from model.loading import load_predictor
+from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge, judged
+from model.predictor import Prediction
+from renda.labels import LABELS
+from renda.records import Record
+from tests.conftest import TINY_OVERRIDES
+from training.config import load_config
+from training.train import train_bert
+
+# Paragraphs written for this test: plans in the future tense, reviews in the past.
+PLANS = ["明年要进一步加强地方立法工作，将制定条例三件。", "今后要继续做好代表建议督办工作。",
+         "新的一年，常委会将围绕中心工作开展执法检查。", "要进一步加强常委会自身建设，提高履职能力。"]
+REVIEW = ["一年来，常委会制定条例三件，批准法规两件。", "全年督办代表建议一百二十件，办结率百分之百。",
+          "常委会开展执法检查四次，听取审议专项工作报告六个。", "举办常委会组成人员培训班两期，修订工作规则五项。"]
+
+
+def records() -> list[Record]:
+    labels = ["plans"] * 4 + ["legislation", "deputy", "supervision", "self_building"]
+    return [Record(report_id=f"r{i % 3}", text=t, label=l) for i, (t, l) in enumerate(zip(PLANS + REVIEW, labels))]
+
+
+def prediction(scores: dict, context: bool) -> Prediction:
+    best = max(scores, key=scores.get)
+    return Prediction(best, scores[best], scores, context=context)
+
+
+def test_judged_scores_are_a_distribution_that_keeps_the_encoders_proportions():
+    encoder = {label: 0.05 for label in LABELS} | {"deputy": 0.4, "plans": 0.3}
+    encoder["other"] += 1 - sum(encoder.values())
+    got = judged(prediction(encoder, False), 0.7, LABELS)
+    assert got.label == "plans" and got.scores["plans"] == pytest.approx(0.7) and sum(got.scores.values()) == pytest.approx(1.0)
+    rest = 1 - encoder["plans"]
+    assert got.scores["deputy"] == pytest.approx(0.3 * 0.4 / rest) and got.scores["legislation"] == pytest.approx(0.3 * 0.05 / rest)
+    assert judged(prediction(encoder, False), 0.1, LABELS).label == "deputy"  # a review: the encoder's best other label
+
+
+def test_only_paragraphs_read_alone_are_judged():
+    train = records()
+    encoder = BaselinePredictor.fit([r.text for r in train], [r.label for r in train], LABELS, 13, {"labels": LABELS})
+    judge = fit_plans_judge(train, 13)
+    served = PlansJudged(encoder, judge)
+    texts = [PLANS[0], REVIEW[0], PLANS[0]]
+    paths = [[], [], ["五、今后工作"]]
+    got, plain, verdicts = served.predict(texts, paths), encoder.predict(texts, paths), judge.predict(texts)
+    for p, v in zip(got[:2], verdicts):
+        assert not p.context and p.scores["plans"] == pytest.approx(v.scores["plans"]) and sum(p.scores.values()) == pytest.approx(1)
+    assert got[0].label == "plans" and got[1].label != "plans"
+    assert got[2].context and got[2].scores == plain[2].scores  # with its heading path: the encoder's own
+
+
+def test_the_judge_needs_both_sides():
+    with pytest.raises(ValueError, match="plans part and of the others"):
+        fit_plans_judge([r for r in records() if r.label == "plans"], 13)
+
+
+@pytest.fixture(scope="module")
+def judged_model(tmp_path_factory, starter_dataset, tiny_base):
+    out = tmp_path_factory.mktemp("models") / "judged"
+    train_bert(starter_dataset, out, str(tiny_base), load_config(**{**TINY_OVERRIDES, "plans_judge": True}), threads=1, progress=False)
+    return out
+
+
+def test_the_judge_round_trips_through_the_model_folder(judged_model):
+    meta = json.loads((judged_model / "renda_model.json").read_text(encoding="utf-8"))
+    assert meta["plans_judge"] == {"model": JUDGE_DIR} and (judged_model / JUDGE_DIR / "weights.npz").is_file()
+    assert f"**Plans judge:** a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{JUDGE_DIR}/`" \
+        in (judged_model / "README.md").read_text(encoding="utf-8")
+    served = load_predictor(judged_model, backend="torch")
+    assert isinstance(served, PlansJudged)
+    texts = [PLANS[1], REVIEW[1]]
+    got = served.predict(texts, [[], ["三、代表工作"]])
+    judge = BaselinePredictor.load(judged_model / JUDGE_DIR)
+    assert got[0].scores["plans"] == pytest.approx(judge.predict(texts[:1])[0].scores["plans"])
+    from model.calibration import calibrated
+
+    encoder = calibrated(BertPredictor.load(judged_model)).predict(texts[1:], [["三、代表工作"]])[0]
+    assert np.allclose([got[1].scores[l] for l in LABELS], [encoder.scores[l] for l in LABELS], atol=1e-6)
+
+
+def test_the_service_shows_the_judge(judged_model):
+    from fastapi.testclient import TestClient
+
+    from serving.main import create_app
+    from tests.test_service import settings, wait_ready
+
+    with TestClient(create_app(settings(), model_dir=judged_model), raise_server_exceptions=False) as client:
+        wait_ready(client)
+        assert client.get("/v1/model").json()["plans_judge"] == {"model": JUDGE_DIR}
+
+
+def test_a_bad_judge_entry_refuses_the_folder(judged_model, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(judged_model, broken)
+    meta_path = broken / "renda_model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta_path.write_text(json.dumps({**meta, "plans_judge": {"model": "../elsewhere"}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="plans_judge"):
+        load_predictor(broken, backend="torch")
