@@ -109,37 +109,3 @@ def test_length_batches_pad_little_and_cover_every_row_once():
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 3 for b in batches)  # short rows with short ones
 
-
-def test_a_soup_averages_the_best_weights_of_runs_from_one_start_with_their_own_seeds(base4, monkeypatch):
-    from training import train as train_module
-
-    runs, real_run = [], train_module.train_run
-
-    def recording(model, *args, **kwargs):
-        runs.append({"start": {k: v.clone() for k, v in model.state_dict().items()}, "seed": args[6]})
-        result = real_run(model, *args, **kwargs)
-        runs[-1]["best"] = result.state
-        return result
-
-    monkeypatch.setattr(train_module, "train_run", recording)
-    config = config_of(freeze_layers=2, soup=2, epochs=2)
-    records = [Record(report_id=f"r{i % 2}", text=t, label=LABELS[i % 3], heading_path=p) for i, (t, p) in enumerate(zip(TEXTS * 3, PATHS * 3))]
-    tuned = fine_tune(records, records[:4], str(base4), config, progress=False)
-    assert [r["seed"] for r in runs] == [config.seed, config.seed + 1]
-    top = "bert.encoder.layer.3.output.dense.weight"
-    assert all(torch.equal(runs[1]["start"][k], runs[0]["start"][k]) for k in runs[0]["start"])  # one start
-    assert not torch.equal(runs[0]["best"][top], runs[1]["best"][top])  # two runs
-    soup = tuned.model.state_dict()
-    assert torch.allclose(soup[top], (runs[0]["best"][top] + runs[1]["best"][top]) / 2)
-    assert torch.allclose(soup["classifier.weight"], (runs[0]["best"]["classifier.weight"] + runs[1]["best"]["classifier.weight"]) / 2)
-    assert torch.equal(soup["bert.encoder.layer.0.output.dense.weight"], runs[0]["start"]["bert.encoder.layer.0.output.dense.weight"])
-    assert {e["run"] for e in tuned.log} == {0, 1} and len(tuned.best_epochs) == 2
-
-
-def test_average_states_keeps_integer_buffers():
-    from training.train import average_states
-
-    a = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([0, 1])}
-    b = {"w": torch.tensor([3.0, 5.0]), "ids": torch.tensor([0, 1])}
-    mean = average_states([a, b])
-    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and mean["ids"].dtype == torch.long

@@ -35,7 +35,6 @@ class TrainConfig(BaseModel):
     fusion: bool = Field(False, description="serve the encoder averaged with an n-gram model trained beside it (weights fitted on dev)")
     plans_judge: bool = Field(False, description="a paragraph read alone takes P(plans) from an n-gram model trained on that one question")
     class_weighting: bool = True
-    soup: int = Field(1, ge=1, le=8, description="runs from the same start with their own seeds, their weights averaged; 1 = one run")
     patience: int = Field(3, ge=1)
     seed: int = 13
     max_minutes: float = Field(27, gt=0)

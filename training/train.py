@@ -132,7 +132,6 @@ class FineTuned:
 
     bottom: BottomCache | None = None
     minutes: float = 0.0
-    best_epochs: list[int] | None = None  # each run's, when several were averaged (config.soup)
 
     def predictor(self, meta: dict, config: TrainConfig) -> BertPredictor:
         return windowed_predictor(self.model, self.tokenizer, meta, config, self.bottom)
@@ -163,67 +162,25 @@ def dev_score(predictor, dev: list[Record]) -> dict:
 def fine_tune(train: list[Record], dev: list[Record], base_model: str, config: TrainConfig,
               meta: dict | None = None, progress: bool = True, bottom: BottomCache | None = None) -> FineTuned:
     """The training loop alone: no files written. Keeps the weights of the best dev epoch.
-    `bottom`: a cache of frozen-bottom outputs to share (cross-validation); else one of its own.
-
-    `config.soup` > 1: that many runs from the same initial weights, each with its own seed for
-    the order of rows, context dropout and dropout, each kept at its best dev epoch, then their
-    weights averaged (a uniform model soup): one model of the same size and cost to serve. The
-    frozen bottom is the same in every run, so only the top layers and the head are averaged in effect."""
+    `bottom`: a cache of frozen-bottom outputs to share (cross-validation); else one of its own."""
     started = time.monotonic()
     seed_everything(config.seed)
     model, tokenizer = build_model(base_model, config)
     bottom = bottom_cache_for(base_model, config, bottom)
     meta = meta or {"kind": "bert", "labels": LABELS}
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()} if config.soup > 1 else None
-    runs = []
-    for run in range(config.soup):
-        if run:  # the same starting weights, another seed (run 0 keeps the single-run recipe exactly)
-            model.load_state_dict(initial)
-            seed_everything(config.seed + run)
-        runs.append(train_run(model, tokenizer, train, dev, config, meta, bottom, config.seed + run, started, progress))
-    if len(runs) == 1:
-        model.load_state_dict(runs[0].state)
-        best_f1 = runs[0].best_f1
-    else:
-        model.load_state_dict(average_states([r.state for r in runs]))
-        best_f1 = dev_score(windowed_predictor(model, tokenizer, meta, config, bottom), dev)["macro_f1"]
-    log = [{**entry, "run": i} if len(runs) > 1 else entry for i, r in enumerate(runs) for entry in r.log]
-    return FineTuned(model.eval(), tokenizer, log, runs[0].best_epoch, best_f1, bottom,
-                     round((time.monotonic() - started) / 60, 2), [r.best_epoch for r in runs])
-
-
-def average_states(states: list[dict]) -> dict:
-    """The element-wise mean of several state dicts of one architecture (integer buffers, such as
-    position ids, taken from the first)."""
-    return {k: torch.stack([s[k] for s in states]).mean(dim=0) if states[0][k].is_floating_point() else states[0][k]
-            for k in states[0]}
-
-
-@dataclass
-class Run:
-    state: dict
-    log: list[dict]
-    best_epoch: int
-    best_f1: float
-
-
-def train_run(model, tokenizer, train: list[Record], dev: list[Record], config: TrainConfig, meta: dict,
-              bottom: BottomCache | None, seed: int, started: float, progress: bool) -> Run:
-    """Epochs of one run from the model's current weights, early-stopped on dev; its best epoch's weights."""
     label_weight = class_weights(train) if config.class_weighting else torch.ones(len(LABELS))
     row_weight = torch.tensor(row_weights(train, config.starter_weight))
     targets = torch.tensor([LABELS.index(r.label) for r in train])
     steps_per_epoch = (len(train) + config.batch_size - 1) // config.batch_size
     total_steps = steps_per_epoch * config.epochs if not config.max_steps else min(config.max_steps, steps_per_epoch * config.epochs)
     optimizer, schedule = make_optimizer(model, config, total_steps)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
     # Each row tokenized once, with its heading path and without: context dropout picks one per epoch.
-    pairs, dropout_rng = PairEncoder(tokenizer, config.max_length, config.text_prefix), random.Random(seed)
+    pairs, dropout_rng = PairEncoder(tokenizer, config.max_length, config.text_prefix), random.Random(config.seed)
     texts = [r.text for r in train]
     with_path = pairs.first_windows([path_text(r.heading_path) for r in train], texts)
     alone = pairs.first_windows([""] * len(train), texts)
     pad_id = tokenizer.pad_token_id or 0
-    run_started = time.monotonic()
     log: list[dict] = []
     best_f1, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
     for epoch in range(1, config.epochs + 1):
@@ -257,11 +214,11 @@ def train_run(model, tokenizer, train: list[Record], dev: list[Record], config: 
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # keep the best epoch
         else:
             stale += 1
-        minutes = (time.monotonic() - run_started) / 60
-        budget = config.max_minutes / config.soup  # the budget is the whole training's, shared by its runs
-        if stale >= config.patience or (config.max_steps and step >= config.max_steps) or minutes + minutes / epoch > budget:
+        minutes = (time.monotonic() - started) / 60
+        if stale >= config.patience or (config.max_steps and step >= config.max_steps) or minutes + minutes / epoch > config.max_minutes:
             break
-    return Run(best_state, log, best_epoch, best_f1)
+    model.load_state_dict(best_state)
+    return FineTuned(model.eval(), tokenizer, log, best_epoch, best_f1, bottom, round((time.monotonic() - started) / 60, 2))
 
 
 def fit_dev_temperatures(predictor, dev: list[Record]) -> dict[str, float]:
@@ -329,8 +286,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
             held_out["calibration"], held_out["alone"]["calibration"] = by_mode["path"], by_mode["alone"]
         meta.update(
             best_epoch=tuned.best_epoch,
-            epochs_run=len(tuned.log),  # of all runs, when a soup averaged several
-            **({"soup_best_epochs": tuned.best_epochs} if config.soup > 1 else {}),
+            epochs_run=len(tuned.log),
             fine_tune_minutes=tuned.minutes,
             dev_macro_f1=tuned.best_f1,
             test_metrics=held_out,
