@@ -16,6 +16,7 @@ from model.calibration import (
 )
 from model.predictor import Prediction
 from model.loading import load_predictor
+from model.plans_judge import judged
 from apps.cli import main
 from renda.labels import LABELS
 from serving.main import create_app
@@ -171,9 +172,12 @@ def test_load_predictor_applies_the_temperature_of_each_mode(tiny_model):
     raw, served = BertPredictor.load(tiny_model), load_predictor(tiny_model)
     paths = [[], ["二、2025年主要任务"], [], ["一、坚持党的领导"], []]
     before, after = raw.predict(PARAGRAPHS, paths), served.predict(PARAGRAPHS, paths)
-    assert [p.label for p in before] == [p.label for p in after]
-    for b, a, path in zip(before, after, paths):
+    verdicts = served.judge.predict(PARAGRAPHS)  # a paragraph read alone is then judged plans-or-not (model/plans_judge.py)
+    for b, a, path, verdict in zip(before, after, paths, verdicts):
         want = scale(as_arrays([b], [b.label], LABELS)[0], meta["temperature"] if path else meta["temperature_alone"])
+        if not path:
+            scaled = dict(zip(LABELS, map(float, want[0])))
+            want = as_arrays([judged(Prediction(b.label, 0.0, scaled), verdict.scores["plans"], LABELS)], [b.label], LABELS)[0]
         assert np.allclose(as_arrays([a], [a.label], LABELS)[0], want, atol=1e-6)
     assert all(p.score == p.scores[p.label] for p in after)
 

@@ -113,7 +113,7 @@ def stored(key: str, value):
 BROKEN = {
     # name: (how to break a good copy, fragments the reason must contain)
     "no folder": (lambda d: shutil.rmtree(d), ["renda_model.json"]),
-    "empty folder": (lambda d: [p.unlink() for p in d.iterdir()], ["renda_model.json"]),
+    "empty folder": (lambda d: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in d.iterdir()], ["renda_model.json"]),
     "renda_model.json cut short": (lambda d: (d / "renda_model.json").write_text('{"kind": "bert", ', encoding="utf-8"),
                                    ["renda_model.json is not valid JSON"]),
     "renda_model.json not an object": (lambda d: (d / "renda_model.json").write_text("[1, 2]", encoding="utf-8"),
@@ -135,7 +135,7 @@ BROKEN = {
     "fusion outside the folder": (stored("fusion", {"model": "../ngram", "weight": 0.5, "weight_alone": 0.5}),
                                   ["fusion model must be the name of a folder"]),
     "plans judge outside the folder": (stored("plans_judge", {"model": "../judge"}), ["plans_judge must name a folder"]),
-    "plans judge missing": (stored("plans_judge", {"model": "plans_judge"}), ["plans judge's folder plans_judge/ is missing"]),
+    "plans judge missing": (lambda d: shutil.rmtree(d / "plans_judge"), ["plans judge's folder plans_judge/ is missing"]),
 }
 
 

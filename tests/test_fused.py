@@ -64,7 +64,7 @@ def test_weights_out_of_range_are_refused(bad):
 @pytest.fixture(scope="module")
 def fused_model(tmp_path_factory, starter_dataset, tiny_base):
     out = tmp_path_factory.mktemp("models") / "fused"
-    train_bert(starter_dataset, out, str(tiny_base), load_config(**TINY_OVERRIDES, fusion=True), threads=1, progress=False)
+    train_bert(starter_dataset, out, str(tiny_base), load_config(**{**TINY_OVERRIDES, "fusion": True, "plans_judge": False}), threads=1, progress=False)
     return out
 
 

@@ -80,7 +80,7 @@ def test_text_pairs_reach_the_model_with_the_heading_path_in_every_window(tiny_m
 def test_a_failed_run_keeps_the_previous_model(tiny_model, tiny_base, starter_dataset, tmp_path, monkeypatch):
     published = tmp_path / "published"
     shutil.copytree(tiny_model, published)
-    before = {p.name: p.read_bytes() for p in published.iterdir()}
+    before = {str(p.relative_to(published)): p.read_bytes() for p in published.rglob("*") if p.is_file()}
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation crashed")
@@ -88,7 +88,7 @@ def test_a_failed_run_keeps_the_previous_model(tiny_model, tiny_base, starter_da
     monkeypatch.setattr(train_module, "evaluate_predictor", broken)
     with pytest.raises(RuntimeError, match="evaluation crashed"):
         train_module.train_bert(starter_dataset, published, str(tiny_base), load_config(**TINY_OVERRIDES), progress=False)
-    assert {p.name: p.read_bytes() for p in published.iterdir()} == before
+    assert {str(p.relative_to(published)): p.read_bytes() for p in published.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["published"]  # no staging folder left
 
 
@@ -175,4 +175,6 @@ def test_loading_a_model_reads_its_metadata_once(tiny_model):
     read = Path.read_text
     with mock.patch.object(Path, "read_text", autospec=True, side_effect=read) as spy:
         load_predictor(tiny_model)
-    assert [call.args[0].name for call in spy.call_args_list].count(META_FILE) == 1
+    reads = [call.args[0] for call in spy.call_args_list]
+    assert reads.count(tiny_model / META_FILE) == 1
+    assert all(reads.count(path) == 1 for path in reads if path.name == META_FILE)  # the plans judge's own, once too
