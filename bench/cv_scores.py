@@ -11,8 +11,9 @@ its fold's dev reports, over the whole report: not rebuilt here). Writes cv_ense
 `ceiling` (`make cv-ceiling`): how far the paragraph alone could go if one confusion were solved.
 Every miss in which the gold or the predicted label is one of a group (`plans`: a paragraph of the
 plans part called by its topic, or a review paragraph called `plans`) is counted right, the rest
-left as they are: the macro-F1 a perfect judge of that one question would add to this model.
-Writes cv_ceiling.json.
+left as they are: the macro-F1 a perfect judge of that one question would add to this model. For a
+one-label group it also gives the average precision of the model's score for that label (how well
+it ranks that label's paragraphs first). Writes cv_ceiling.json.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score
 
 from model.metrics import macro_f1
 from renda.records import atomic_write_text
@@ -90,12 +92,17 @@ def ceiling(path: str, groups: list[list[str]], mode: str, out: Path | str) -> d
             predicted = [g if {g, p} <= set(group) else p for g, p in zip(gold, predicted)]
         steps.append({"solved": steps[-1]["solved"] + ["/".join(group)], "macro_f1": round(macro_f1(gold, predicted), 4),
                       "misses": sum(g != p for g, p in zip(gold, predicted))})
-    result = {"file": path, "mode": mode, "paragraphs": len(rows), "steps": steps}
+    # how well the model's own score for each single label ranks that label's paragraphs (1 = perfectly)
+    ranking = {g[0]: round(float(average_precision_score([x == g[0] for x in gold], [r[mode][g[0]] for r in rows])), 4)
+               for g in groups if len(g) == 1}
+    result = {"file": path, "mode": mode, "paragraphs": len(rows), "steps": steps, "average_precision": ranking}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "cv_ceiling.json", json.dumps(result, ensure_ascii=False, indent=2))
     for step in steps:
         print(f"{' + '.join(step['solved']) or 'as scored':40s} macro-F1 {step['macro_f1']:.3f}  misses {step['misses']}")
+    for label, value in ranking.items():
+        print(f"average precision of P({label}) {mode}: {value:.3f}")
     return result
 
 

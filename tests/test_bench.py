@@ -236,6 +236,8 @@ def test_cv_ceiling_counts_one_confusion_after_another_right(tmp_path, capsys):
     steps = json.loads((tmp_path / "o" / "cv_ceiling.json").read_text())["steps"]
     assert [s["misses"] for s in steps] == [4, 2, 1]  # leadership called deputy is no confusion of either group
     assert steps[0]["macro_f1"] < steps[1]["macro_f1"] < steps[2]["macro_f1"] < 1
+    # P(plans) is 0.9 for the deputy paragraph called plans, 0.02 for the plans paragraph: ranked last of the six
+    assert json.loads((tmp_path / "o" / "cv_ceiling.json").read_text())["average_precision"]["plans"] == pytest.approx(1 / 6, abs=1e-3)
     with pytest.raises(SystemExit):
         cv_scores.main(["ceiling", path, "--solve", "legislation", "--out", str(tmp_path / "o")])
     assert "no paragraph is labelled or predicted legislation" in capsys.readouterr().err
