@@ -11,6 +11,11 @@ alone, with balanced classes, ranks them better (0.68): the future-tense stock p
 So for a paragraph read without its heading path the served scores become
     P(plans) = the judge's,   P(label) = (1 − P(plans)) × the encoder's share of that label among the rest;
 they still sum to one. A paragraph read with its path keeps the encoder's scores.
+
+Balanced classes are what make the judge useful (they move P(plans) up where the encoder hid it)
+and what leave the judged scores less sure than they are right: so the judged scores are then
+temperature-scaled (`temperature`, fitted on dev paragraphs read alone), which changes no label and
+brings the scores back in line with how often they are right.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.predictor import Prediction, Predictor
+from model.predictor import Prediction, Predictor, is_real
 
 PLANS, REST = "plans", "rest"
 JUDGE_DIR = "plans_judge"  # the judge's folder inside a model folder
@@ -50,12 +55,14 @@ def judged(prediction: Prediction, plans: float, labels: list[str]) -> Predictio
 
 
 class PlansJudged:
-    """A predictor whose paragraphs read alone take the judge's P(plans) (module docstring)."""
+    """A predictor whose paragraphs read alone take the judge's P(plans), then `temperature` (module docstring)."""
 
-    def __init__(self, encoder: Predictor, judge):
+    def __init__(self, encoder: Predictor, judge, temperature: float = 1.0):
         if PLANS not in encoder.labels:
             raise ValueError(f"a plans judge needs a model with the label {PLANS!r}")
-        self.encoder, self.judge = encoder, judge
+        if not (is_real(temperature) and temperature > 0):
+            raise ValueError(f"plans_judge temperature must be a positive number, got {temperature!r}")
+        self.encoder, self.judge, self.temperature = encoder, judge, float(temperature)
         self.labels, self.info = encoder.labels, encoder.info
         self.model_id = encoder.model_id
 
@@ -65,11 +72,31 @@ class PlansJudged:
         if alone:
             plans = self.judge.predict([texts[i] for i in alone])
             for i, verdict in zip(alone, plans):
-                predictions[i] = judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels)
+                predictions[i] = rescaled(judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels),
+                                          self.temperature, self.labels)
         return predictions
+
+    def fit_temperature(self, texts: list[str], gold: list[str]) -> float:
+        """The temperature of the judged scores, fitted on paragraphs read alone (dev); set and returned."""
+        from model.calibration import as_arrays, fit_temperature
+
+        self.temperature = 1.0
+        self.temperature = fit_temperature(*as_arrays(self.predict(texts, None), gold, self.labels)) if gold else 1.0
+        return self.temperature
 
     def __getattr__(self, name: str):  # backend, cache and anything else the encoder's predictor has
         return getattr(self.encoder, name)
+
+
+def rescaled(prediction: Prediction, temperature: float, labels: list[str]) -> Prediction:
+    """Its scores raised to 1/T and renormalised: the same label, a truer score."""
+    if temperature == 1.0:
+        return prediction
+    from model.calibration import scale
+
+    probs = scale(np.array([[prediction.scores[label] for label in labels]]), temperature)[0]
+    scores = {label: float(p) for label, p in zip(labels, probs)}
+    return Prediction(prediction.label, scores[prediction.label], scores, prediction.windows, prediction.context)
 
 
 def judge_entry(info: dict) -> dict | None:
@@ -80,6 +107,9 @@ def judge_entry(info: dict) -> dict | None:
     folder = entry.get("model") if isinstance(entry, dict) else None
     if not isinstance(folder, str) or not folder or folder != Path(folder).name or folder in (".", ".."):
         raise ValueError(f"plans_judge must name a folder inside the model folder, got {entry!r}")
+    temperature = entry.get("temperature", 1.0)
+    if not (is_real(temperature) and temperature > 0):
+        raise ValueError(f"plans_judge temperature must be a positive number, got {temperature!r}")
     return entry
 
 
@@ -96,4 +126,4 @@ def with_plans_judge(predictor: Predictor, model_dir: Path | str) -> Predictor:
     judge = BaselinePredictor.load(folder)
     if sorted(judge.classes) != sorted([PLANS, REST]):
         raise ValueError(f"{model_dir}/{entry['model']}: not a plans judge (classes {judge.classes})")
-    return PlansJudged(predictor, judge)
+    return PlansJudged(predictor, judge, entry.get("temperature", 1.0))

@@ -135,6 +135,8 @@ BROKEN = {
     "fusion outside the folder": (stored("fusion", {"model": "../ngram", "weight": 0.5, "weight_alone": 0.5}),
                                   ["fusion model must be the name of a folder"]),
     "plans judge outside the folder": (stored("plans_judge", {"model": "../judge"}), ["plans_judge must name a folder"]),
+    "plans judge temperature": (stored("plans_judge", {"model": "plans_judge", "temperature": -1}),
+                                ["plans_judge temperature must be a positive number"]),
     "plans judge missing": (lambda d: shutil.rmtree(d / "plans_judge"), ["plans judge's folder plans_judge/ is missing"]),
 }
 

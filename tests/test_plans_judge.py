@@ -12,7 +12,7 @@ import pytest
 from model.baseline import BaselinePredictor
 from model.bert import BertPredictor
 from model.loading import load_predictor
-from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge, judged
+from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge, judged, rescaled
 from model.predictor import Prediction
 from renda.labels import LABELS
 from renda.records import Record
@@ -61,6 +61,24 @@ def test_only_paragraphs_read_alone_are_judged():
     assert got[2].context and got[2].scores == plain[2].scores  # with its heading path: the encoder's own
 
 
+def test_the_judged_scores_are_scaled_by_a_temperature_fitted_alone_that_changes_no_label():
+    train = records()
+    encoder = BaselinePredictor.fit([r.text for r in train], [r.label for r in train], LABELS, 13, {"labels": LABELS})
+    served = PlansJudged(encoder, fit_plans_judge(train, 13))
+    texts = PLANS + REVIEW
+    before = served.predict(texts)
+    temperature = served.fit_temperature([r.text for r in train], [r.label for r in train])
+    assert temperature == served.temperature and temperature != 1.0
+    after = served.predict(texts)
+    assert [p.label for p in after] == [p.label for p in before]
+    for b, a in zip(before, after):
+        assert sum(a.scores.values()) == pytest.approx(1.0) and a.score == a.scores[a.label]
+        assert (a.score > b.score) == (temperature < 1)  # sharper below 1, softer above
+    assert rescaled(before[0], 1.0, LABELS) is before[0]
+    with pytest.raises(ValueError, match="temperature"):
+        PlansJudged(encoder, served.judge, temperature=0)
+
+
 def test_the_judge_needs_both_sides():
     with pytest.raises(ValueError, match="plans part and of the others"):
         fit_plans_judge([r for r in records() if r.label == "plans"], 13)
@@ -75,19 +93,24 @@ def judged_model(tmp_path_factory, starter_dataset, tiny_base):
 
 def test_the_judge_round_trips_through_the_model_folder(judged_model):
     meta = json.loads((judged_model / "renda_model.json").read_text(encoding="utf-8"))
-    assert meta["plans_judge"] == {"model": JUDGE_DIR} and (judged_model / JUDGE_DIR / "weights.npz").is_file()
-    assert f"**Plans judge:** a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{JUDGE_DIR}/`" \
-        in (judged_model / "README.md").read_text(encoding="utf-8")
+    entry = meta["plans_judge"]
+    assert set(entry) == {"model", "temperature"} and entry["model"] == JUDGE_DIR and entry["temperature"] > 0
+    assert (judged_model / JUDGE_DIR / "weights.npz").is_file()
+    card = (judged_model / "README.md").read_text(encoding="utf-8")
+    assert f"**Plans judge:** a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{JUDGE_DIR}/`" in card
+    assert f"scaled by the temperature {entry['temperature']:.2f}" in card
     served = load_predictor(judged_model, backend="torch")
-    assert isinstance(served, PlansJudged)
+    assert isinstance(served, PlansJudged) and served.temperature == entry["temperature"]
     texts = [PLANS[1], REVIEW[1]]
     got = served.predict(texts, [[], ["三、代表工作"]])
-    judge = BaselinePredictor.load(judged_model / JUDGE_DIR)
-    assert got[0].scores["plans"] == pytest.approx(judge.predict(texts[:1])[0].scores["plans"])
     from model.calibration import calibrated
 
-    encoder = calibrated(BertPredictor.load(judged_model)).predict(texts[1:], [["三、代表工作"]])[0]
-    assert np.allclose([got[1].scores[l] for l in LABELS], [encoder.scores[l] for l in LABELS], atol=1e-6)
+    encoder = calibrated(BertPredictor.load(judged_model))
+    judge = BaselinePredictor.load(judged_model / JUDGE_DIR)
+    want = rescaled(judged(encoder.predict(texts[:1])[0], judge.predict(texts[:1])[0].scores["plans"], LABELS), entry["temperature"], LABELS)
+    assert np.allclose([got[0].scores[l] for l in LABELS], [want.scores[l] for l in LABELS], atol=1e-6)
+    with_path = encoder.predict(texts[1:], [["三、代表工作"]])[0]
+    assert np.allclose([got[1].scores[l] for l in LABELS], [with_path.scores[l] for l in LABELS], atol=1e-6)
 
 
 def test_the_service_shows_the_judge(judged_model):
@@ -98,7 +121,7 @@ def test_the_service_shows_the_judge(judged_model):
 
     with TestClient(create_app(settings(), model_dir=judged_model), raise_server_exceptions=False) as client:
         wait_ready(client)
-        assert client.get("/v1/model").json()["plans_judge"] == {"model": JUDGE_DIR}
+        assert client.get("/v1/model").json()["plans_judge"]["model"] == JUDGE_DIR
 
 
 def test_a_bad_judge_entry_refuses_the_folder(judged_model, tmp_path):

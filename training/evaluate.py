@@ -161,7 +161,8 @@ class CrossValidated:
 
 
 # What a fold's model reports of its own training, kept beside the cross-validation's figures.
-FOLD_INFO = ("epochs_run", "best_epoch", "fine_tune_minutes", "temperature", "temperature_alone", "weight", "weight_alone")
+FOLD_INFO = ("epochs_run", "best_epoch", "fine_tune_minutes", "temperature", "temperature_alone", "judge_temperature",
+             "weight", "weight_alone")
 
 
 def cross_validate_many(records: list[Record], fit: Callable[[list[Record]], dict[str, Predictor]], folds: list[list[str]],

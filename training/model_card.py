@@ -65,7 +65,8 @@ def judge_line(meta: dict) -> str:
         return "none."
     return (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{judge['model']}/`, trained on the "
             f"same split for that one question; the other labels share the rest as the encoder gave them. With its heading path "
-            f"the encoder's scores stand. The snippet below gives the encoder's part only.")
+            f"the encoder's scores stand. The judged scores are then scaled by the temperature {judge.get('temperature', 1.0):.2f} "
+            f"(fitted on dev paragraphs read alone; it changes no label). The snippet below gives the encoder's part only.")
 
 
 def load_snippet(config) -> str:

@@ -163,6 +163,7 @@ def fit_bert(train: list[Record], dev: list[Record], base_model: str, config, bo
         from training.dataset import row_weights
 
         predictor = PlansJudged(predictor, fit_plans_judge(train, config.seed, sample_weight=row_weights(train, config.starter_weight)))
+        predictor.info["judge_temperature"] = predictor.fit_temperature([r.text for r in dev], [r.label for r in dev])
     predictor.info["combiner"] = fit_report_combiner(predictor, dev, "dev").to_dict()
     return predictor
 

@@ -268,7 +268,8 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
     if config.plans_judge:  # paragraphs read alone: P(plans) from a model of that one question, on the same split
         judge = fit_plans_judge(train, config.seed, {"dataset": str(dataset_dir)}, row_weights(train, config.starter_weight))
         served = PlansJudged(served, judge)
-        meta["plans_judge"] = {"model": JUDGE_DIR}
+        temperature = served.fit_temperature([r.text for r in dev], [r.label for r in dev])
+        meta["plans_judge"] = {"model": JUDGE_DIR, "temperature": temperature}
     meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
