@@ -50,23 +50,18 @@ def recipe_line(config) -> str:
     return f"{layers}; {frozen}; learning rate {config.learning_rate:g} (head {config.head_learning_rate:g}), batch {config.batch_size}."
 
 
-def fusion_line(meta: dict) -> str:
-    fusion = meta.get("fusion")
-    if not fusion:
-        return "none (the encoder's scores alone)."
-    return (f"the served scores average the encoder's with those of the n-gram model in `{fusion['model']}/` (trained on the "
-            f"same split): the encoder's share {fusion['weight']:.1f} with the heading path, {fusion['weight_alone']:.1f} "
-            f"alone, fitted on dev. The snippet below gives the encoder's part only.")
-
-
-def judge_line(meta: dict) -> str:
-    judge = meta.get("plans_judge")
-    if not judge:
-        return "none."
-    return (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{judge['model']}/`, trained on the "
-            f"same split for that one question; the other labels share the rest as the encoder gave them. With its heading path "
-            f"the encoder's scores stand. The judged scores are then scaled by the temperature {judge.get('temperature', 1.0):.2f} "
-            f"(fitted on dev paragraphs read alone; it changes no label). The snippet below gives the encoder's part only.")
+def served_parts(meta: dict) -> str:
+    """The card's Fusion and Plans judge lines: what the served scores add to the encoder's own."""
+    fusion, judge = meta.get("fusion"), meta.get("plans_judge")
+    fusion_text = (f"the served scores average the encoder's with those of the n-gram model in `{fusion['model']}/` (trained on "
+                   f"the same split): the encoder's share {fusion['weight']:.1f} with the heading path, "
+                   f"{fusion['weight_alone']:.1f} alone, fitted on dev." if fusion else "none (the encoder's scores alone).")
+    judge_text = (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{judge['model']}/`, trained "
+                  f"on the same split for that one question; the other labels share the rest as the encoder gave them. With "
+                  f"its heading path the encoder's scores stand. The judged scores are then scaled by the temperature "
+                  f"{judge.get('temperature', 1.0):.2f} (fitted on dev paragraphs read alone; it changes no label)." if judge else "none.")
+    note = " The snippet below gives the encoder's part only." if fusion or judge else ""
+    return f"- **Fusion:** {fusion_text}\n- **Plans judge:** {judge_text}{note}"
 
 
 def load_snippet(config) -> str:
@@ -138,8 +133,7 @@ Trained by renda-sections (`make train`).
   (stride {config.stride}), each with the path in front, whose probabilities are averaged.
 - **Whole-report weights** (fitted on the dev split): `{meta.get('combiner')}`
 - **Calibration:** {calibration_line(meta)}
-- **Fusion:** {fusion_line(meta)}
-- **Plans judge:** {judge_line(meta)}
+{served_parts(meta)}
 
 ## Held-out reports (test split: reports the model never saw)
 
