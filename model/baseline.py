@@ -4,20 +4,19 @@ It reads the same input as the encoder: the paragraph and its heading path, the 
 kept apart from the text's (marked `§`), and the same context dropout in training. The fitted
 model is saved as data, never as a pickle: the vocabulary as JSON, the IDF weights and the
 coefficients as a NumPy archive read with `allow_pickle=False`. Opening a model folder that
-someone sent never runs code from it. Prediction is the same arithmetic after fit and after load.
+someone sent never runs code from it. Prediction is the same arithmetic after fit and after load,
+written out in NumPy (TfidfVectorizer's sublinear tf × idf, L2 norm, then the linear model), so
+serving one never imports scikit-learn and SciPy (about 140 MB of a server's memory).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import normalize
 
 from model.context import contexts_or_empty, drop_context, path_text
 from model.predictor import META_FILE, Prediction, read_meta
@@ -46,7 +45,7 @@ def documents(texts: list[str], paths: list[str]) -> list[str]:
 class BaselinePredictor:
     def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
                  classes: list[str], labels: list[str], meta: dict):
-        self.vectorizer = CountVectorizer(analyzer=analyse, vocabulary=vocabulary)
+        self.vocabulary = vocabulary
         self.idf, self.coef, self.intercept, self.classes = idf, coef, intercept, classes
         self.labels, self.info = labels, meta
         self.model_id = meta.get("model_id", "baseline")
@@ -55,6 +54,9 @@ class BaselinePredictor:
     def fit(cls, texts: list[str], labels: list[str], label_names: list[str], seed: int, meta: dict,
             contexts: list[list[str]] | None = None, context_dropout: float = 0.0,
             sample_weight: list[float] | None = None) -> "BaselinePredictor":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
         paths = drop_context([path_text(c) for c in contexts_or_empty(contexts, len(texts))], context_dropout, random.Random(seed))
         tfidf = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=1, max_features=200_000)
         features = tfidf.fit_transform(documents(texts, paths))
@@ -74,22 +76,28 @@ class BaselinePredictor:
         with np.load(model_dir / WEIGHTS_FILE, allow_pickle=False) as weights:  # data only, never code
             idf, coef, intercept = weights["idf"], weights["coef"], weights["intercept"]
             classes = [str(c) for c in weights["classes"]]
-        if not isinstance(vocabulary, dict) or coef.shape != (1 if len(classes) == 2 else len(classes), len(idf)):
+        if (not isinstance(vocabulary, dict) or coef.shape != (1 if len(classes) == 2 else len(classes), len(idf))
+                or not all(isinstance(i, int) and 0 <= i < len(idf) for i in vocabulary.values())):
             raise ValueError(f"{model_dir}: the baseline's files do not fit together")
         return cls(vocabulary, idf, coef, intercept, classes, meta["labels"], meta)
 
     def save(self, model_dir: Path | str) -> None:
         model_dir = Path(model_dir)
-        (model_dir / VOCABULARY_FILE).write_text(json.dumps(self.vectorizer.vocabulary, ensure_ascii=False), encoding="utf-8")
+        (model_dir / VOCABULARY_FILE).write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
         np.savez_compressed(model_dir / WEIGHTS_FILE, idf=self.idf, coef=self.coef, intercept=self.intercept,
                             classes=np.array(self.classes, dtype=str))
         (model_dir / META_FILE).write_text(json.dumps(self.info, ensure_ascii=False, indent=2), encoding="utf-8")
 
     def probabilities(self, texts: list[str], paths: list[str]) -> np.ndarray:
         """As TfidfVectorizer(sublinear_tf) + LogisticRegression.predict_proba compute them."""
-        counts = sp.csr_matrix(self.vectorizer.transform(documents(texts, paths)), dtype=float)
-        counts.data = (np.log(counts.data) + 1.0) * self.idf[counts.indices]
-        decision = normalize(counts) @ self.coef.T + self.intercept
+        decision = np.empty((len(texts), self.coef.shape[0]))
+        for row, document in enumerate(documents(texts, paths)):
+            counts = Counter(i for gram in analyse(document) if (i := self.vocabulary.get(gram)) is not None)
+            columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+            values = (np.log(np.fromiter(counts.values(), dtype=float, count=len(counts))) + 1.0) * self.idf[columns]
+            norm = np.sqrt(values @ values)
+            decision[row] = self.coef[:, columns] @ (values / norm if norm > 0 else values)
+        decision += self.intercept
         if len(self.classes) == 2:
             positive = 1 / (1 + np.exp(-decision[:, 0]))
             return np.column_stack([1 - positive, positive])

@@ -57,3 +57,39 @@ def test_eval_writes_files_side_by_side_in_three_modes_and_leave_one_report_out(
     # the heading path is worth something on held-out starter reports, and the whole report more
     f1 = {name: summary["models"][name]["macro_f1"] for name in names[:3]}
     assert f1["baseline-alone"] < f1["baseline-path"] <= f1["baseline-report"]
+
+
+def test_the_baselines_numpy_arithmetic_is_scikit_learns(tmp_path):
+    """Prediction is written out in NumPy so that serving never imports scikit-learn: the same
+    probabilities as TfidfVectorizer + LogisticRegression.predict_proba, seven labels and two."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from model.baseline import BaselinePredictor, analyse, documents
+
+    texts = ["制定条例两件，批准法规三件。", "明年要进一步加强代表工作。", "听取审议专项工作报告六个。", "坚持党的领导，加强政治建设。",
+             "组织代表视察三次。", "今后要继续做好执法检查。"]
+    for labels, names in ((["legislation", "plans", "supervision", "leadership", "deputy", "plans"], LABELS),
+                          (["rest", "plans", "rest", "rest", "rest", "plans"], ["plans", "rest"])):
+        model = BaselinePredictor.fit(texts, labels, names, 13, {"labels": names})
+        tfidf = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=1, max_features=200_000)
+        features = tfidf.fit_transform(documents(texts, [""] * len(texts)))
+        clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=13).fit(features, labels)
+        unseen = texts + ["常委会全年审议法规草案。", "无关文字"]
+        want = clf.predict_proba(tfidf.transform(documents(unseen, [""] * len(unseen))))
+        assert np.allclose(model.probabilities(unseen, [""] * len(unseen)), want, atol=1e-9)
+        model.save(tmp_path)
+        assert np.allclose(BaselinePredictor.load(tmp_path).probabilities(unseen, [""] * len(unseen)), want, atol=1e-9)
+
+
+def test_serving_a_baseline_does_not_import_scikit_learn(starter_dataset, tmp_path):
+    import subprocess
+    import sys
+
+    run_baseline(starter_dataset, tmp_path / "baseline", seed=13)
+    code = ("import sys; from model.loading import load_predictor; "
+            f"load_predictor({str(tmp_path / 'baseline')!r}).predict(['加强代表联络站建设。']); "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -132,3 +132,19 @@ def test_a_bad_judge_entry_refuses_the_folder(judged_model, tmp_path):
     meta_path.write_text(json.dumps({**meta, "plans_judge": {"model": "../elsewhere"}}), encoding="utf-8")
     with pytest.raises(ValueError, match="plans_judge"):
         load_predictor(broken, backend="torch")
+
+
+def test_serving_the_judge_does_not_import_scikit_learn(judged_model):
+    """The judge is an n-gram model whose arithmetic is NumPy: a served folder pulls in neither
+    scikit-learn nor SciPy (about 140 MB of a server's memory)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from model.backends import load_bert_predictor; from model.loading import as_served; "
+            "seen = lambda: sorted(m for m in ('sklearn', 'scipy') if m in sys.modules); "
+            f"raw = load_bert_predictor({str(judged_model)!r}, backend='torch'); raw.predict(['明年要加强代表工作。']); "
+            "before = seen(); "
+            f"p = as_served(raw, {str(judged_model)!r}); p.predict(['明年要加强代表工作。']); "
+            "print(type(p).__name__, before == seen(), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "PlansJudged True False"  # nothing the encoder had not imported
