@@ -10,10 +10,11 @@ from model.predictor import Predictor, read_meta
 
 def load_predictor(model_dir: Path | str, **options) -> Predictor:
     """Load whichever kind of model the directory holds, its scores calibrated by the temperatures
-    fitted at training time (model/calibration.py) when the folder stores them, and fused with the
+    fitted at training time (model/calibration.py) when the folder stores them, fused with the
     n-gram model it stores when its metadata says so (model/fused.py), and its paragraphs read alone
-    judged plans-or-not by the plans judge it stores, when it has one (model/plans_judge.py). Every stored value is checked
-    here (ValueError naming it), so a broken folder is refused at load, never inside a request."""
+    judged plans-or-not by the plans judge it stores, when it has one (model/plans_judge.py). Every
+    stored value is checked here (ValueError naming it), so a broken folder is refused at load,
+    never inside a request."""
     from model.calibration import calibrated
     from model.reports import Combiner
 
