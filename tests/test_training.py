@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +102,23 @@ def test_train_step_skips_when_up_to_date(tiny_base, starter_dataset, tmp_path):
     stamp = json.loads((out / "renda_model.json").read_text())["model_id"]
     assert run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, True, **overrides) == {}
     assert json.loads((out / "renda_model.json").read_text())["model_id"] == stamp
+
+
+def test_a_changed_plans_judge_makes_the_model_stale(starter_dataset, monkeypatch, tmp_path):
+    """The judge is fitted at training time: its code is part of what a model was trained from."""
+    from model import plans_judge
+    from training import pipeline
+
+    config = {"plans_judge": True}
+    seen = []
+    monkeypatch.setattr(pipeline, "is_current", lambda out, name, stamp: seen.append(stamp) or True)
+    run_train(starter_dataset, tmp_path, "base", None, 1, True, **config)
+    changed = tmp_path / "plans_judge.py"
+    changed.write_bytes(Path(plans_judge.__file__).read_bytes() + b"\n# changed\n")
+    monkeypatch.setattr(plans_judge, "__file__", str(changed))
+    run_train(starter_dataset, tmp_path, "base", None, 1, True, **config)
+    run_train(starter_dataset, tmp_path, "base", None, 1, True, plans_judge=False)
+    assert len(set(seen)) == 3
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from model.baseline import BaselinePredictor
 from training.recipes import fit_baseline, fuse, shared_settings  # noqa: F401 (the pipeline's names too)
 from model import baseline as model_baseline
+from model import plans_judge as model_plans_judge
 from model.predictor import META_FILE
 from model.loading import load_predictor
 from model.publish import staged_directory
@@ -84,7 +85,9 @@ def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | Non
 
     config = load_config(config_path or CONFIG_FILE, **overrides)
     base = config.base_model or base_model
-    stamp = fingerprint(dataset, "bert", config.model_dump(), base)
+    # the judge's code too: it is fitted at training time, and a changed judge is a changed model
+    judge = [Path(model_plans_judge.__file__).read_bytes(), Path(model_baseline.__file__).read_bytes()] if config.plans_judge else []
+    stamp = fingerprint(dataset, "bert", config.model_dump(), base, *judge)
     if if_stale and is_current(out, "model", stamp):
         return {}
     summary = json.loads((Path(dataset) / "summary.json").read_text(encoding="utf-8"))
