@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.calibration import calibrate
 from model.predictor import Prediction, Predictor, is_real
 
 PLANS, REST = "plans", "rest"
@@ -72,8 +73,8 @@ class PlansJudged:
         if alone:
             plans = self.judge.predict([texts[i] for i in alone])
             for i, verdict in zip(alone, plans):
-                predictions[i] = rescaled(judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels),
-                                          self.temperature, self.labels)
+                predictions[i] = calibrate(judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels),
+                                           self.labels, self.temperature)
         return predictions
 
     def fit_temperature(self, texts: list[str], gold: list[str]) -> float:
@@ -86,17 +87,6 @@ class PlansJudged:
 
     def __getattr__(self, name: str):  # backend, cache and anything else the encoder's predictor has
         return getattr(self.encoder, name)
-
-
-def rescaled(prediction: Prediction, temperature: float, labels: list[str]) -> Prediction:
-    """Its scores raised to 1/T and renormalised: the same label, a truer score."""
-    if temperature == 1.0:
-        return prediction
-    from model.calibration import scale
-
-    probs = scale(np.array([[prediction.scores[label] for label in labels]]), temperature)[0]
-    scores = {label: float(p) for label, p in zip(labels, probs)}
-    return Prediction(prediction.label, scores[prediction.label], scores, prediction.windows, prediction.context)
 
 
 def judge_entry(info: dict) -> dict | None:

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 
 from model.bert import BertPredictor
 from model.calibration import (
-    Calibrated, as_arrays, calibrated, ece, fit_temperature, is_uncertain, nll, prediction_ece, reliability, scale,
+    Calibrated, as_arrays, calibrate, calibrated, ece, fit_temperature, is_uncertain, nll, prediction_ece, reliability, scale,
     stored_temperatures,
 )
 from model.predictor import Prediction
 from model.loading import load_predictor
-from model.plans_judge import judged, rescaled
+from model.plans_judge import judged
 from apps.cli import main
 from renda.labels import LABELS
 from serving.main import create_app
@@ -177,7 +177,7 @@ def test_load_predictor_applies_the_temperature_of_each_mode(tiny_model):
         want = scale(as_arrays([b], [b.label], LABELS)[0], meta["temperature"] if path else meta["temperature_alone"])
         if not path:
             scaled = dict(zip(LABELS, map(float, want[0])))
-            judged_once = rescaled(judged(Prediction(b.label, 0.0, scaled), verdict.scores["plans"], LABELS), served.temperature, LABELS)
+            judged_once = calibrate(judged(Prediction(b.label, 0.0, scaled), verdict.scores["plans"], LABELS), LABELS, served.temperature)
             want = as_arrays([judged_once], [b.label], LABELS)[0]
         assert np.allclose(as_arrays([a], [a.label], LABELS)[0], want, atol=1e-6)
     assert all(p.score == p.scores[p.label] for p in after)

@@ -12,7 +12,8 @@ import pytest
 from model.baseline import BaselinePredictor
 from model.bert import BertPredictor
 from model.loading import load_predictor
-from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge, judged, rescaled
+from model.calibration import calibrate
+from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge, judged
 from model.predictor import Prediction
 from renda.labels import LABELS
 from renda.records import Record
@@ -74,7 +75,7 @@ def test_the_judged_scores_are_scaled_by_a_temperature_fitted_alone_that_changes
     for b, a in zip(before, after):
         assert sum(a.scores.values()) == pytest.approx(1.0) and a.score == a.scores[a.label]
         assert (a.score > b.score) == (temperature < 1)  # sharper below 1, softer above
-    assert rescaled(before[0], 1.0, LABELS) is before[0]
+    assert calibrate(before[0], LABELS, 1.0).scores == pytest.approx(before[0].scores)  # T = 1 changes nothing
     with pytest.raises(ValueError, match="temperature"):
         PlansJudged(encoder, served.judge, temperature=0)
 
@@ -107,7 +108,7 @@ def test_the_judge_round_trips_through_the_model_folder(judged_model):
 
     encoder = calibrated(BertPredictor.load(judged_model))
     judge = BaselinePredictor.load(judged_model / JUDGE_DIR)
-    want = rescaled(judged(encoder.predict(texts[:1])[0], judge.predict(texts[:1])[0].scores["plans"], LABELS), entry["temperature"], LABELS)
+    want = calibrate(judged(encoder.predict(texts[:1])[0], judge.predict(texts[:1])[0].scores["plans"], LABELS), LABELS, entry["temperature"])
     assert np.allclose([got[0].scores[l] for l in LABELS], [want.scores[l] for l in LABELS], atol=1e-6)
     with_path = encoder.predict(texts[1:], [["三、代表工作"]])[0]
     assert np.allclose([got[1].scores[l] for l in LABELS], [with_path.scores[l] for l in LABELS], atol=1e-6)
