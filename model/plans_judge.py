@@ -97,10 +97,7 @@ def judge_entry(info: dict) -> dict | None:
     folder = entry.get("model") if isinstance(entry, dict) else None
     if not isinstance(folder, str) or not folder or folder != Path(folder).name or folder in (".", ".."):
         raise ValueError(f"plans_judge must name a folder inside the model folder, got {entry!r}")
-    temperature = entry.get("temperature", 1.0)
-    if not (is_real(temperature) and temperature > 0):
-        raise ValueError(f"plans_judge temperature must be a positive number, got {temperature!r}")
-    return entry
+    return entry  # its temperature is checked by PlansJudged, when the folder loads
 
 
 def with_plans_judge(predictor: Predictor, model_dir: Path | str) -> Predictor:

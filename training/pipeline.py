@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from model.baseline import BaselinePredictor
-from training.recipes import fit_baseline, fuse, shared_settings  # noqa: F401 (the pipeline's names too)
+from training.recipes import fit_baseline, fuse, judge, shared_settings  # noqa: F401 (the pipeline's names too)
 from model import baseline as model_baseline
 from model import plans_judge as model_plans_judge
 from model.predictor import META_FILE
@@ -162,11 +162,8 @@ def fit_bert(train: list[Record], dev: list[Record], base_model: str, config, bo
     raw.info.update(fit_dev_temperatures(raw, dev))  # as `make train` serves it: calibrated per mode
     predictor = calibrated(raw)
     if config.plans_judge:  # and its paragraphs read alone judged plans-or-not
-        from model.plans_judge import PlansJudged, fit_plans_judge
-        from training.dataset import row_weights
-
-        predictor = PlansJudged(predictor, fit_plans_judge(train, config.seed, sample_weight=row_weights(train, config.starter_weight)))
-        predictor.info["judge_temperature"] = predictor.fit_temperature([r.text for r in dev], [r.label for r in dev])
+        predictor = judge(predictor, train, dev, config)
+        predictor.info["judge_temperature"] = predictor.temperature
     predictor.info["combiner"] = fit_report_combiner(predictor, dev, "dev").to_dict()
     return predictor
 

@@ -1,5 +1,5 @@
-"""The n-gram recipe and the fusion of two models: shared by training (fusion) and the pipeline's
-steps (the baseline, cross-validation), so neither imports the other."""
+"""The n-gram recipe, the fusion of two models and the plans judge: shared by training and the
+pipeline's steps (the baseline, cross-validation), so neither imports the other."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def fuse(encoder, ngram: BaselinePredictor, dev: list[Record]):
 
     weights = fit_fusion(encoder, ngram, [r.text for r in dev], [r.heading_path or [] for r in dev], [r.label for r in dev])
     return FusedPredictor(encoder, ngram, info={**encoder.info, **weights}, **weights)
+
+
+def judge(encoder, train: list[Record], dev: list[Record], config, meta: dict | None = None):
+    """`encoder` with its paragraphs read alone judged plans-or-not (model/plans_judge.py): the judge
+    fitted on `train` (rows weighted as the encoder's), its temperature on `dev` read alone."""
+    from model.plans_judge import PlansJudged, fit_plans_judge
+
+    judged = PlansJudged(encoder, fit_plans_judge(train, config.seed, meta, row_weights(train, config.starter_weight)))
+    judged.fit_temperature([r.text for r in dev], [r.label for r in dev])
+    return judged

@@ -24,7 +24,7 @@ from model.calibration import as_arrays, calibrated, calibration_report, fit_tem
 from model.context import drop_context, path_text
 from model.frozen import BottomCache, CachedBottomPredictor, freeze_bottom
 from model.loading import as_served
-from model.plans_judge import JUDGE_DIR, PlansJudged, fit_plans_judge
+from model.plans_judge import JUDGE_DIR
 from model.predictor import META_FILE
 from model.publish import staged_directory
 from renda.labels import LABELS
@@ -266,10 +266,11 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         meta["fusion"] = {"model": FUSION_DIR, "weight": served.weight, "weight_alone": served.weight_alone}
     judge = None
     if config.plans_judge:  # paragraphs read alone: P(plans) from a model of that one question, on the same split
-        judge = fit_plans_judge(train, config.seed, {"dataset": str(dataset_dir)}, row_weights(train, config.starter_weight))
-        served = PlansJudged(served, judge)
-        temperature = served.fit_temperature([r.text for r in dev], [r.label for r in dev])
-        meta["plans_judge"] = {"model": JUDGE_DIR, "temperature": temperature}
+        from training.recipes import judge as plans_judged
+
+        served = plans_judged(served, train, dev, config, {"dataset": str(dataset_dir)})
+        judge = served.judge
+        meta["plans_judge"] = {"model": JUDGE_DIR, "temperature": served.temperature}
     meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
