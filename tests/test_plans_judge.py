@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from model.baseline import BaselinePredictor
+from model.baseline import BaselinePredictor, WordPieces
 from model.bert import BertPredictor
 from model.loading import load_predictor
 from model.calibration import calibrate
@@ -85,6 +85,42 @@ def test_the_judge_needs_both_sides():
         fit_plans_judge([r for r in records() if r.label == "plans"], 13)
 
 
+def word_tokenizer():
+    """A SentencePiece-style (unigram) tokenizer that knows a few words, as e5's does: written for this test."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["主要", "重要", "要", "工作", "加强", "明年", "代表", "建议", "督办", "一年来", "常委会", "今后", "继续", "做好"]
+    chars = sorted({c for text in PLANS + REVIEW for c in text} | {c for w in words for c in w})
+    tok = Tokenizer(models.Unigram([("<unk>", 0.0), ("▁", -2.0)] + [(w, -1.0) for w in words] + [(c, -8.0) for c in chars], unk_id=0))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+def test_word_ngrams_keep_the_future_yao_apart_from_zhuyao():
+    words = WordPieces(word_tokenizer())
+    assert words("明年要加强代表工作，主要工作重要。") == ["明年", "要", "加强", "代表", "工作", "，", "主要", "工作", "重要", "。"]
+    grams = words.ngrams("主要工作要加强")
+    assert "要" in grams and "主要" in grams and "主要 工作 要" in grams
+    assert grams.count("要") == 1  # characters would count 要 twice, once inside 主要
+
+
+def test_a_judge_of_words_round_trips_and_needs_its_tokenizer(tmp_path):
+    words = WordPieces(word_tokenizer())
+    judge = fit_plans_judge(records(), 13, tokenizer=words.tokenizer)
+    assert judge.info["units"] == "words" and "要" in judge.vocabulary
+    assert any(" " in gram for gram in judge.vocabulary)  # word bigrams, joined by a space
+    judge.save(tmp_path)
+    with pytest.raises(ValueError, match="needs its encoder's tokenizer"):
+        BaselinePredictor.load(tmp_path)
+    again = BaselinePredictor.load(tmp_path, words=words)
+    texts = ["明年要继续做好代表建议督办工作。", "一年来，常委会督办代表建议一百件。"]
+    assert [p.scores for p in again.predict(texts)] == [p.scores for p in judge.predict(texts)]
+    assert again.predict(texts)[0].scores["plans"] > again.predict(texts)[1].scores["plans"]
+    chars = fit_plans_judge(records(), 13)  # no tokenizer: characters, as before
+    assert "units" not in chars.info and not any(" " in gram for gram in chars.vocabulary)
+
+
 @pytest.fixture(scope="module")
 def judged_model(tmp_path_factory, starter_dataset, tiny_base):
     out = tmp_path_factory.mktemp("models") / "judged"
@@ -107,7 +143,10 @@ def test_the_judge_round_trips_through_the_model_folder(judged_model):
     from model.calibration import calibrated
 
     encoder = calibrated(BertPredictor.load(judged_model))
-    judge = BaselinePredictor.load(judged_model / JUDGE_DIR)
+    with pytest.raises(ValueError, match="needs its encoder's tokenizer"):
+        BaselinePredictor.load(judged_model / JUDGE_DIR)
+    judge = BaselinePredictor.load(judged_model / JUDGE_DIR, words=WordPieces(encoder.tokenizer))
+    assert judge.info["units"] == "words"
     want = calibrate(judged(encoder.predict(texts[:1])[0], judge.predict(texts[:1])[0].scores["plans"], LABELS), LABELS, entry["temperature"])
     assert np.allclose([got[0].scores[l] for l in LABELS], [want.scores[l] for l in LABELS], atol=1e-6)
     with_path = encoder.predict(texts[1:], [["三、代表工作"]])[0]

@@ -34,6 +34,7 @@ class TrainConfig(BaseModel):
     freeze_layers: int = Field(0, ge=0, description="embeddings and the bottom N layers frozen, their outputs cached; 0 = train all")
     fusion: bool = Field(False, description="serve the encoder averaged with an n-gram model trained beside it (weights fitted on dev)")
     plans_judge: bool = Field(False, description="a paragraph read alone takes P(plans) from an n-gram model trained on that one question")
+    plans_judge_units: Literal["words", "chars"] = Field("words", description="the plans judge's n-grams: of the encoder tokenizer's words, or of characters")
     class_weighting: bool = True
     patience: int = Field(3, ge=1)
     seed: int = 13

@@ -48,6 +48,7 @@ def judge(encoder, train: list[Record], dev: list[Record], config, meta: dict | 
     fitted on `train` (rows weighted as the encoder's), its temperature on `dev` read alone."""
     from model.plans_judge import PlansJudged, fit_plans_judge
 
-    judged = PlansJudged(encoder, fit_plans_judge(train, config.seed, meta, row_weights(train, config.starter_weight)))
+    tokenizer = encoder.tokenizer if config.plans_judge_units == "words" else None
+    judged = PlansJudged(encoder, fit_plans_judge(train, config.seed, meta, row_weights(train, config.starter_weight), tokenizer))
     judged.fit_temperature([r.text for r in dev], [r.label for r in dev])
     return judged
