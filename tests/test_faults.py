@@ -138,6 +138,7 @@ BROKEN = {
     "plans judge temperature": (stored("plans_judge", {"model": "plans_judge", "temperature": -1}),
                                 ["plans_judge temperature must be a positive number"]),
     "plans judge missing": (lambda d: shutil.rmtree(d / "plans_judge"), ["plans judge's folder plans_judge/ is missing"]),
+    "plans judge of unknown units": (lambda d: stored("units", "bytes")(d / "plans_judge"), ["unknown n-gram units 'bytes'"]),
 }
 
 

@@ -131,10 +131,11 @@ def judged_model(tmp_path_factory, starter_dataset, tiny_base):
 def test_the_judge_round_trips_through_the_model_folder(judged_model):
     meta = json.loads((judged_model / "renda_model.json").read_text(encoding="utf-8"))
     entry = meta["plans_judge"]
-    assert set(entry) == {"model", "temperature"} and entry["model"] == JUDGE_DIR and entry["temperature"] > 0
+    assert set(entry) == {"model", "units", "temperature"} and entry["model"] == JUDGE_DIR and entry["temperature"] > 0
+    assert entry["units"] == "words"  # the default: n-grams of the encoder tokenizer's words
     assert (judged_model / JUDGE_DIR / "weights.npz").is_file()
     card = (judged_model / "README.md").read_text(encoding="utf-8")
-    assert f"**Plans judge:** a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{JUDGE_DIR}/`" in card
+    assert f"**Plans judge:** a paragraph read alone (no heading path) takes P(plans) from the n-gram model (of the encoder tokenizer's words) in `{JUDGE_DIR}/`" in card
     assert f"scaled by the temperature {entry['temperature']:.2f}" in card
     served = load_predictor(judged_model, backend="torch")
     assert isinstance(served, PlansJudged) and served.temperature == entry["temperature"]

@@ -56,7 +56,8 @@ def served_parts(meta: dict) -> str:
     fusion_text = (f"the served scores average the encoder's with those of the n-gram model in `{fusion['model']}/` (trained on "
                    f"the same split): the encoder's share {fusion['weight']:.1f} with the heading path, "
                    f"{fusion['weight_alone']:.1f} alone, fitted on dev." if fusion else "none (the encoder's scores alone).")
-    judge_text = (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model in `{judge['model']}/`, trained "
+    of = {"words": "of the encoder tokenizer's words", "chars": "of characters"}.get(judge.get("units", "chars"), "") if judge else ""
+    judge_text = (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model ({of}) in `{judge['model']}/`, trained "
                   f"on the same split for that one question; the other labels share the rest as the encoder gave them. With "
                   f"its heading path the encoder's scores stand. The judged scores are then scaled by the temperature "
                   f"{judge.get('temperature', 1.0):.2f} (fitted on dev paragraphs read alone; it changes no label)." if judge else "none.")

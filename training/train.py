@@ -270,7 +270,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
 
         served = plans_judged(served, train, dev, config, {"dataset": str(dataset_dir)})
         judge = served.judge
-        meta["plans_judge"] = {"model": JUDGE_DIR, "temperature": served.temperature}
+        meta["plans_judge"] = {"model": JUDGE_DIR, "units": judge.info.get("units", "chars"), "temperature": served.temperature}
     meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
