@@ -154,6 +154,19 @@ def test_the_judge_round_trips_through_the_model_folder(judged_model):
     assert np.allclose([got[1].scores[l] for l in LABELS], [with_path.scores[l] for l in LABELS], atol=1e-6)
 
 
+def test_a_folder_whose_judge_counts_characters_still_loads(judged_model, tmp_path):
+    """Folders trained before the judge counted words store no `units`: they load as characters."""
+    older = tmp_path / "older"
+    shutil.copytree(judged_model, older)
+    shutil.rmtree(older / JUDGE_DIR)
+    (older / JUDGE_DIR).mkdir()
+    chars = fit_plans_judge(records(), 13)
+    chars.save(older / JUDGE_DIR)
+    served = load_predictor(older, backend="torch")
+    assert "units" not in served.judge.info
+    assert served.judge.predict(PLANS[:1])[0].scores == chars.predict(PLANS[:1])[0].scores
+
+
 def test_the_service_shows_the_judge(judged_model):
     from fastapi.testclient import TestClient
 
