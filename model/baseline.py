@@ -45,8 +45,11 @@ class WordPieces:
         self.tokenizer = tokenizer
 
     def __call__(self, text: str) -> list[str]:
-        words = [piece.lstrip("▁") for piece in self.tokenizer.tokenize(text)]
-        return [word for word in words if word.strip()]
+        fast = getattr(self.tokenizer, "backend_tokenizer", None)
+        # a fast tokenizer's own cut (the same pieces as .tokenize) does not warn that a long paragraph
+        # is longer than the encoder reads: the judge reads all of it
+        pieces = fast.encode(text, add_special_tokens=False).tokens if fast is not None else self.tokenizer.tokenize(text)
+        return [word for word in (piece.lstrip("▁") for piece in pieces) if word.strip()]
 
     def ngrams(self, text: str) -> list[str]:
         words = self(text)

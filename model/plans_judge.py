@@ -4,11 +4,12 @@ With its heading path the encoder knows a plans paragraph from a review of the s
 heading says 今后工作). Without it only the wording can tell, and two thirds of the encoder's misses
 alone in cross-validation were that one question: a plans paragraph called by its topic, or a review
 paragraph called `plans` (docs/encoder-recipe.md). The encoder's own `plans` score ranks plans
-paragraphs poorly there (average precision 0.57); a character n-gram model trained on that question
-alone, with balanced classes, ranks them better: the future-tense stock phrases (要, 将, 进一步,
-明年) are n-grams. Its n-grams are of words, as the encoder's tokenizer cuts them, not characters:
-the future 要 is then a word apart from the 主要 and 重要 that reviews are full of (average precision
-in cross-validation 0.70 against 0.67 with characters; docs/encoder-recipe.md, round 9).
+paragraphs poorly there (average precision 0.57); an n-gram model trained on that question alone,
+with balanced classes, ranks them better: the future-tense stock phrases (要, 将, 进一步, 明年) are
+n-grams. Its n-grams are of words, as the encoder's tokenizer cuts them, not of characters: the
+future 要 is then a word apart from the 主要 and 重要 that reviews are full of (the served P(plans)
+alone in cross-validation: average precision 0.75, against 0.67 with characters; docs/encoder-recipe.md,
+rounds 8 and 9).
 
 So for a paragraph read without its heading path the served scores become
     P(plans) = the judge's,   P(label) = (1 − P(plans)) × the encoder's share of that label among the rest;
