@@ -45,10 +45,8 @@ class WordPieces:
         self.tokenizer = tokenizer
 
     def __call__(self, text: str) -> list[str]:
-        fast = getattr(self.tokenizer, "backend_tokenizer", None)
-        # a fast tokenizer's own cut (the same pieces as .tokenize) does not warn that a long paragraph
-        # is longer than the encoder reads: the judge reads all of it
-        pieces = fast.encode(text, add_special_tokens=False).tokens if fast is not None else self.tokenizer.tokenize(text)
+        # not verbose: a paragraph longer than the encoder reads is no error here, the judge reads all of it
+        pieces = self.tokenizer.tokenize(text, verbose=False)
         return [word for word in (piece.lstrip("▁") for piece in pieces) if word.strip()]
 
     def ngrams(self, text: str) -> list[str]:
