@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.baseline import CHARS, WORDS
 from renda.labels import LABELS
 
 
@@ -56,7 +57,7 @@ def served_parts(meta: dict) -> str:
     fusion_text = (f"the served scores average the encoder's with those of the n-gram model in `{fusion['model']}/` (trained on "
                    f"the same split): the encoder's share {fusion['weight']:.1f} with the heading path, "
                    f"{fusion['weight_alone']:.1f} alone, fitted on dev." if fusion else "none (the encoder's scores alone).")
-    of = {"words": "of the encoder tokenizer's words", "chars": "of characters"}.get(judge.get("units", "chars"), "") if judge else ""
+    of = {WORDS: "of the encoder tokenizer's words", CHARS: "of characters"}.get(judge.get("units", CHARS), "") if judge else ""
     judge_text = (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model ({of}) in `{judge['model']}/`, trained "
                   f"on the same split for that one question; the other labels share the rest as the encoder gave them. With "
                   f"its heading path the encoder's scores stand. The judged scores are then scaled by the temperature "

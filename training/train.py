@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from model.baseline import CHARS
 from model.bert import TRAINING_CONFIG, BertPredictor, Features, PairEncoder, pad_features, set_threads
 from model.calibration import as_arrays, calibrated, calibration_report, fit_temperature
 from model.context import drop_context, path_text
@@ -270,7 +271,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
 
         served = plans_judged(served, train, dev, config, {"dataset": str(dataset_dir)})
         judge = served.judge
-        meta["plans_judge"] = {"model": JUDGE_DIR, "units": judge.info.get("units", "chars"), "temperature": served.temperature}
+        meta["plans_judge"] = {"model": JUDGE_DIR, "units": judge.info.get("units", CHARS), "temperature": served.temperature}
     meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
     with staged_directory(out_dir) as staging:
         tuned.model.save_pretrained(staging)
