@@ -31,9 +31,13 @@ NGRAMS = (1, 3)
 CHARS, WORDS = "chars", "words"  # what the n-grams are made of (`units` in the metadata; chars when absent)
 
 
+def spans(units):
+    """Every run of NGRAMS[0] to NGRAMS[1] consecutive units (characters of a string, or words of a list)."""
+    return (units[i: i + n] for n in range(NGRAMS[0], NGRAMS[1] + 1) for i in range(len(units) - n + 1))
+
+
 def char_ngrams(text: str) -> list[str]:
-    text = " ".join(text.lower().split())
-    return [text[i: i + n] for n in range(NGRAMS[0], NGRAMS[1] + 1) for i in range(len(text) - n + 1)]
+    return list(spans(" ".join(text.lower().split())))
 
 
 class WordPieces:
@@ -50,8 +54,7 @@ class WordPieces:
         return [word for word in (piece.lstrip("▁") for piece in pieces) if word.strip()]
 
     def ngrams(self, text: str) -> list[str]:
-        words = self(text)
-        return [" ".join(words[i: i + n]) for n in range(NGRAMS[0], NGRAMS[1] + 1) for i in range(len(words) - n + 1)]
+        return [" ".join(run) for run in spans(self(text))]
 
 
 def analyser(words: WordPieces | None = None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from model.baseline import BaselinePredictor
+from model.baseline import WORDS, BaselinePredictor
 from renda.labels import LABELS
 from renda.records import Record
 from training.dataset import row_weights
@@ -48,7 +48,7 @@ def judge(encoder, train: list[Record], dev: list[Record], config, meta: dict | 
     fitted on `train` (rows weighted as the encoder's), its temperature on `dev` read alone."""
     from model.plans_judge import PlansJudged, fit_plans_judge
 
-    tokenizer = encoder.tokenizer if config.plans_judge_units == "words" else None
+    tokenizer = encoder.tokenizer if config.plans_judge_units == WORDS else None
     judged = PlansJudged(encoder, fit_plans_judge(train, config.seed, meta, row_weights(train, config.starter_weight), tokenizer))
     judged.fit_temperature([r.text for r in dev], [r.label for r in dev])
     return judged
