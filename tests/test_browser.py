@@ -127,6 +127,20 @@ def find(driver, css: str):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def scrolled_still(driver) -> None:
+    """Wait for a smooth scroll to end: a click aimed while the page moves lands beside its target."""
+    import time
+
+    last = None
+    for _ in range(100):
+        now = driver.execute_script("return [window.scrollX, window.scrollY]")
+        if now == last:
+            return
+        last = now
+        time.sleep(0.15)
+    raise AssertionError("the page never stopped scrolling")
+
+
 def set_value(driver, element_id: str, value: str) -> None:
     """As a paste does: the value, then an input event."""
     driver.execute_script("const e = document.getElementById(arguments[0]); e.value = arguments[1];"
@@ -319,8 +333,11 @@ def test_next_doubtful_and_the_reason_on_hover(review_app, browser):
     driver.find_element("tag name", "body").send_keys("n")  # the key
     wait(driver, lambda d: find(d, "#report-view .para.current"), message="n never moved to a paragraph")
     assert find(driver, "#report-view .para.current")[0].get_attribute("data-index") == str(order[0])
+    scrolled_still(driver)  # "n" scrolled the paragraph into view, smoothly
     driver.find_element("id", "next-doubtful").click()  # the button: the next most doubtful
-    assert find(driver, "#report-view .para.current")[0].get_attribute("data-index") == str(order[1])
+    current = lambda d: find(d, "#report-view .para.current")[0].get_attribute("data-index")  # noqa: E731
+    wait(driver, lambda d: current(d) != str(order[0]), timeout=10, message="the button never moved on")
+    assert current(driver) == str(order[1])
     assert len(find(driver, "#report-view .para.doubtful")) == sum(d >= 0.5 for d, _, _ in body)
     assert len(find(driver, "#outline li")) == len(api["sections"])
     assert all("存疑" in li.text for li in find(driver, "#outline li"))
@@ -334,6 +351,7 @@ def test_next_doubtful_and_the_reason_on_hover(review_app, browser):
     expected = httpx.post(base + "/v1/explain", json={"text": p["text"], "heading_path": p["heading_path"], "label": p["label"]},
                           timeout=60).json()["reason"]
     node = find(driver, f'#report-view .para[data-index="{i}"]')[0]
+    scrolled_still(driver)  # the button scrolled too: a pointer placed mid-scroll leaves the paragraph again
     ActionChains(driver).move_to_element(node).perform()
     line = wait(driver, lambda d: find(d, "#tooltip .reason-line"), message="the reason never appeared")[0]
     assert expected["text"] in line.text

@@ -240,6 +240,9 @@ function renderReport() {
   renderSummary();
 }
 
+// Smooth scrolling, unless the reader's system asks for less motion.
+const scrolling = () => (window.matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth");
+
 // "Next doubtful" (button or key n): the paragraphs in order of doubt, most doubtful first.
 function nextDoubtful() {
   if (!state.doubtOrder.length) return;
@@ -248,7 +251,7 @@ function nextDoubtful() {
   for (const node of document.querySelectorAll("#report-view .para.current")) node.classList.remove("current");
   const node = document.querySelector(`#report-view .para[data-index="${i}"]`);
   node.classList.add("current");
-  node.scrollIntoView({ behavior: "smooth", block: "center" });
+  node.scrollIntoView({ behavior: scrolling(), block: "center" });
   node.focus({ preventScroll: true });
   $("doubt-position").textContent = `${state.doubtAt + 1} / ${state.doubtOrder.length} · 存疑度 doubt ${state.report.paragraphs[i].doubt.toFixed(2)}`;
 }
@@ -334,7 +337,7 @@ function renderOutline() {
     return el("li", {
       style: { borderLeftColor: colour(s.label), background: tint(s.label, 0.08) }, title: s.reason || SOURCES[s.source] || s.source,
       class: s.doubt >= DOUBTFUL ? "doubtful" : "", dataset: { doubt: s.doubt.toFixed(4) },
-      onclick: () => document.querySelector(`#report-view .para[data-index="${s.first}"]`).scrollIntoView({ behavior: "smooth", block: "start" }),
+      onclick: () => document.querySelector(`#report-view .para[data-index="${s.first}"]`).scrollIntoView({ behavior: scrolling(), block: "start" }),
     }, heading, el("br"), el("span", { class: "meta" },
       `${labelName(s.label)} · ${s.last - s.first + 1} 段 · ${s.source} · 存疑 ${s.doubt.toFixed(2)}${corrected ? ` · ✎ ${corrected}` : ""}`));
   }));
