@@ -90,7 +90,8 @@ def load_bert_predictor(model_dir: Path | str, threads: int | None = None, backe
         from model.onnx_backend import OnnxPredictor
 
         try:
-            predictor = OnnxPredictor.load(model_dir, chosen, threads, max_batch_tokens, cache_size, meta)
+            predictor = OnnxPredictor.load(model_dir, chosen, threads, max_batch_tokens, cache_size, meta,
+                                           rows_apart=None if settings.int8_rows_apart else False)
         except Exception as error:  # a broken or unloadable export: torch still serves
             reason = f"{reason}; but it failed to load ({type(error).__name__}: {' '.join(str(error).split())[:300]}): torch"
     if predictor is None:

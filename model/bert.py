@@ -147,6 +147,7 @@ class WindowedPredictor:
         self.model_id: str = meta.get("model_id", "bert")
         self.max_length, self.stride, self.prefix = max_length, stride, prefix
         self.max_batch_tokens = max_batch_tokens
+        self.rows_apart = False  # each window a batch of its own (an int8 backend's choice: model/onnx_backend.py)
         self.pairs = PairEncoder(tokenizer, max_length, prefix)
         self.cache: LRUCache[Prediction] = LRUCache(cache_size)
         self.backend_reason = ""  # why this backend serves (set by model.backends when it chooses)
@@ -219,11 +220,13 @@ class WindowedPredictor:
 
     def window_scores(self, windows: list[tuple[int, Features]], transform=lambda x: x) -> np.ndarray:
         """`transform(logits)` of every window, in the order given, computed in token-budget batches
-        of windows sorted by length (padding only to the batch's longest)."""
+        of windows sorted by length (padding only to the batch's longest), or one by one (`rows_apart`)."""
         lengths = [len(features["input_ids"]) for _, features in windows]
         order = sorted(range(len(windows)), key=lengths.__getitem__)
         out = np.empty((len(windows), len(self.labels)), dtype=np.float32)
-        for rows in token_budget_batches([lengths[w] for w in order], self.max_batch_tokens):
+        batches = ([range(i, i + 1) for i in range(len(order))] if self.rows_apart
+                   else token_budget_batches([lengths[w] for w in order], self.max_batch_tokens))
+        for rows in batches:
             chosen = [order[r] for r in rows]
             out[chosen] = transform(self.logits(self.pad([windows[w][1] for w in chosen])))
         return out

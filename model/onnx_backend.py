@@ -24,7 +24,8 @@ from renda.records import atomic_write
 
 # onnx: the dynamo export, the source of most int8 variants; onnx-fused: the same model as ONNX
 # Runtime's fused BERT operators, fp32 (export_fused_fp32); onnx-int8: the int8 variant kept.
-ONNX_FILES = {"onnx": "model.onnx", "onnx-fused": "model.fused.onnx", "onnx-int8": "model.int8.onnx"}
+INT8 = "onnx-int8"
+ONNX_FILES = {"onnx": "model.onnx", "onnx-fused": "model.fused.onnx", INT8: "model.int8.onnx"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those of them the tokenizer gives
 
 
@@ -40,17 +41,26 @@ def open_session(path: Path | str | bytes, threads: int | None = None):
 
 
 class OnnxPredictor(WindowedPredictor):
-    """The windowed predictor with an ONNX Runtime session for the forward pass."""
+    """The windowed predictor with an ONNX Runtime session for the forward pass.
+
+    An int8 graph quantises its activations at run time by the range of the whole input tensor, so
+    a window's scores would move with the other windows of its batch (up to 0.06 on the real
+    paragraphs, 4 labels of 324 alone; docs/performance.md): the same paragraph would get another
+    answer alone, inside a report, or beside another user's request. So int8 computes each window in
+    a batch of its own (`rows_apart`, the default for it; INT8_ROWS_APART=false batches it as the
+    others are, about a tenth faster at 32 paragraphs a call). fp32 graphs move by rounding only."""
 
     def __init__(self, session, tokenizer, meta: dict, max_length: int, stride: int, prefix: str, backend: str,
-                 max_batch_tokens: int, cache_size: int = 0):
+                 max_batch_tokens: int, cache_size: int = 0, rows_apart: bool | None = None):
         super().__init__(tokenizer, meta, max_length, stride, prefix, max_batch_tokens, cache_size)
         self.session, self.backend = session, backend
+        self.rows_apart = backend == INT8 if rows_apart is None else rows_apart
         self.input_names = [i.name for i in session.get_inputs()]
 
     @classmethod
     def load(cls, model_dir: Path | str, backend: str = "onnx", threads: int | None = None,
-             max_batch_tokens: int = 4096, cache_size: int = 0, meta: dict | None = None) -> "OnnxPredictor":
+             max_batch_tokens: int = 4096, cache_size: int = 0, meta: dict | None = None,
+             rows_apart: bool | None = None) -> "OnnxPredictor":
         from transformers import AutoTokenizer
 
         path = Path(model_dir) / ONNX_FILES[backend]
@@ -59,7 +69,8 @@ class OnnxPredictor(WindowedPredictor):
         meta = meta or read_meta(model_dir)
         max_length, stride, prefix = read_window_config(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        return cls(open_session(path, threads), tokenizer, meta, max_length, stride, prefix, backend, max_batch_tokens, cache_size)
+        return cls(open_session(path, threads), tokenizer, meta, max_length, stride, prefix, backend, max_batch_tokens,
+                   cache_size, rows_apart)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], {name: batch[name] for name in self.input_names})[0]

@@ -205,6 +205,24 @@ def test_onnx_predictions_match_torch_through_the_same_windows(tiny_onnx_model):
     assert all(abs(sum(p.scores.values()) - 1) < 1e-4 for p in int8)
 
 
+def test_int8_scores_a_paragraph_the_same_whatever_it_is_batched_with(tiny_onnx_model, monkeypatch):
+    """int8 quantises activations by the whole batch's range: each window is computed on its own."""
+    others = ["听取审议政府专项工作报告，开展专题询问。" * 3, "今后工作建议", "代表联络站" * 20]
+    alone = OnnxPredictor.load(tiny_onnx_model, "onnx-int8", max_batch_tokens=4096)
+    assert alone.rows_apart
+    shared = OnnxPredictor.load(tiny_onnx_model, "onnx-int8", max_batch_tokens=4096, rows_apart=False)
+    for predictor in (alone, shared):
+        one = [predictor.predict([text], [context])[0] for text, context in zip(TEXTS, CONTEXTS)]
+        batched = predictor.predict(others + TEXTS, [[]] * len(others) + CONTEXTS)[len(others):]
+        same = [a.scores == b.scores for a, b in zip(one, batched)]
+        assert all(same) if predictor is alone else not all(same)  # shared: the neighbours move the scores
+    assert not OnnxPredictor.load(tiny_onnx_model, "onnx").rows_apart  # fp32 moves by rounding only: batched
+    monkeypatch.setenv("INT8_ROWS_APART", "false")
+    assert not load_bert_predictor(tiny_onnx_model, threads=1, backend="onnx-int8").rows_apart
+    monkeypatch.delenv("INT8_ROWS_APART")
+    assert load_bert_predictor(tiny_onnx_model, threads=1, backend="onnx-int8").rows_apart
+
+
 def test_auto_serves_the_fastest_backend_that_passed(tiny_onnx_model):
     record = parity(tiny_onnx_model)
     passed = {name: r["paragraphs_per_second"] for name, r in record["backends"].items() if r["passed"]}
