@@ -39,7 +39,7 @@ from bench.helpers import PeakRss
 from model.backends import PARITY_FILE, TORCH, choose_backend, first_window_threshold, load_bert_predictor, read_parity
 from model.bert import BertPredictor, PairEncoder, read_window_config, set_threads
 from model.context import path_text
-from model.onnx_backend import ONNX_FILES, OnnxPredictor
+from model.onnx_backend import INT8, ONNX_FILES, OnnxPredictor
 from model.predictor import read_meta
 from renda.records import atomic_write_text
 from model.metrics import macro_f1
@@ -167,6 +167,9 @@ def project_predictors(model_dir: Path, threads: int, max_batch_tokens: int, cac
             result = record["backends"].get(backend, {})
             note = "passed" if result.get("passed") else ("FAILED (not served)" if result else f"unchecked (no {PARITY_FILE})")
             found.append((backend, note, lambda b=backend: served(OnnxPredictor.load(model_dir, b, threads, max_batch_tokens, cache_size))))
+            if backend == INT8:  # what computing each int8 window apart costs (INT8_ROWS_APART=false)
+                found.append((f"{backend}, shared batches", note, lambda: served(OnnxPredictor.load(
+                    model_dir, INT8, threads, max_batch_tokens, cache_size, rows_apart=False))))
     return found
 
 

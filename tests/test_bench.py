@@ -36,7 +36,8 @@ def test_bench_compares_the_plain_code_with_every_backend(tiny_onnx_model, small
     out = tmp_path / "bench"
     result = bench_predict.run(tiny_onnx_model, [str(small_corpus)], out, threads=1, limit=6)
     rows = result["rows"]
-    codes = [bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-fused", "renda onnx-int8"]
+    codes = [bench_predict.PLAIN, "renda torch", "renda onnx", "renda onnx-fused", "renda onnx-int8",
+             "renda onnx-int8, shared batches"]  # int8 as served (each window apart) and batched, to price it
     threshold = bench_predict.served_threshold(tiny_onnx_model)
     assert threshold is not None  # the export chose one: the rows read as the service reads
     served = result["profile"][0]["backend"]
@@ -76,8 +77,11 @@ def test_bench_reads_every_window_when_the_service_would(tiny_onnx_model, monkey
     assert bench_predict.served_threshold(tiny_onnx_model) is not None
     monkeypatch.setenv("FIRST_WINDOW", "false")
     assert bench_predict.served_threshold(tiny_onnx_model) is None
-    loaded = [load() for _, _, load in bench_predict.project_predictors(tiny_onnx_model, 1, 256)]
+    found = bench_predict.project_predictors(tiny_onnx_model, 1, 256)
+    loaded = [load() for _, _, load in found]
     assert loaded and all(p.first_window_threshold is None for p in loaded)
+    assert {name: p.rows_apart for (name, _, _), p in zip(found, loaded) if "int8" in name} == {
+        "onnx-int8": True, "onnx-int8, shared batches": False}
 
 
 def test_bench_int8_quantises_each_part_of_a_layer_alone(tiny_onnx_model, small_corpus, tmp_path):
