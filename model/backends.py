@@ -96,7 +96,8 @@ def load_bert_predictor(model_dir: Path | str, threads: int | None = None, backe
             reason = f"{reason}; but it failed to load ({type(error).__name__}: {' '.join(str(error).split())[:300]}): torch"
     if predictor is None:
         predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=max_batch_tokens, cache_size=cache_size, meta=meta)
-    predictor.backend_reason = reason
+    predictor.backend_reason = reason + ("; each window computed in a batch of its own, so a paragraph's scores do not"
+                                         " depend on its neighbours (INT8_ROWS_APART)" if predictor.rows_apart else "")
     if settings.first_window:
         predictor.first_window_threshold = first_window_threshold(model_dir, meta)
     log.info("backend %s for %s (%s)", predictor.backend, model_dir, reason)

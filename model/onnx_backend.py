@@ -48,7 +48,7 @@ class OnnxPredictor(WindowedPredictor):
     paragraphs, 4 labels of 324 alone; docs/performance.md): the same paragraph would get another
     answer alone, inside a report, or beside another user's request. So int8 computes each window in
     a batch of its own (`rows_apart`, the default for it; INT8_ROWS_APART=false batches it as the
-    others are, about a tenth faster at 32 paragraphs a call). fp32 graphs move by rounding only."""
+    others are, about 8 % faster at 32 paragraphs a call). fp32 graphs move by rounding only."""
 
     def __init__(self, session, tokenizer, meta: dict, max_length: int, stride: int, prefix: str, backend: str,
                  max_batch_tokens: int, cache_size: int = 0, rows_apart: bool | None = None):

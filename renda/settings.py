@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_batch_tokens: int = Field(256, ge=1, description="token budget of one model batch: rows × the longest row")
     int8_rows_apart: bool = Field(True, description="the int8 backend computes each window in a batch of its own, so a "
                                                     "paragraph's scores never depend on what was batched with it; false: "
-                                                    "token-budget batches (about 10 % faster at 32 paragraphs a call)")
+                                                    "token-budget batches (about 8 % faster at 32 paragraphs a call)")
     first_window: bool = Field(True, description="a long paragraph's other windows read only when its first is unsure "
                                                  "(the threshold the export chose on dev, onnx_parity.json); false: every window")
 

@@ -220,7 +220,8 @@ def test_int8_scores_a_paragraph_the_same_whatever_it_is_batched_with(tiny_onnx_
     monkeypatch.setenv("INT8_ROWS_APART", "false")
     assert not load_bert_predictor(tiny_onnx_model, threads=1, backend="onnx-int8").rows_apart
     monkeypatch.delenv("INT8_ROWS_APART")
-    assert load_bert_predictor(tiny_onnx_model, threads=1, backend="onnx-int8").rows_apart
+    served = load_bert_predictor(tiny_onnx_model, threads=1, backend="onnx-int8")
+    assert served.rows_apart and "INT8_ROWS_APART" in served.backend_reason  # shown by /v1/model
 
 
 def test_auto_serves_the_fastest_backend_that_passed(tiny_onnx_model):
