@@ -224,9 +224,8 @@ class WindowedPredictor:
         lengths = [len(features["input_ids"]) for _, features in windows]
         order = sorted(range(len(windows)), key=lengths.__getitem__)
         out = np.empty((len(windows), len(self.labels)), dtype=np.float32)
-        batches = ([range(i, i + 1) for i in range(len(order))] if self.rows_apart
-                   else token_budget_batches([lengths[w] for w in order], self.max_batch_tokens))
-        for rows in batches:
+        budget = 1 if self.rows_apart else self.max_batch_tokens  # every window is over a budget of 1: one a batch
+        for rows in token_budget_batches([lengths[w] for w in order], budget):
             chosen = [order[r] for r in rows]
             out[chosen] = transform(self.logits(self.pad([windows[w][1] for w in chosen])))
         return out
