@@ -91,7 +91,7 @@ def load_bert_predictor(model_dir: Path | str, threads: int | None = None, backe
 
         try:
             predictor = OnnxPredictor.load(model_dir, chosen, threads, max_batch_tokens, cache_size, meta,
-                                           rows_apart=None if settings.int8_rows_apart else False)
+                                           rows_apart=settings.int8_rows_apart)
         except Exception as error:  # a broken or unloadable export: torch still serves
             reason = f"{reason}; but it failed to load ({type(error).__name__}: {' '.join(str(error).split())[:300]}): torch"
     if predictor is None:
@@ -100,7 +100,7 @@ def load_bert_predictor(model_dir: Path | str, threads: int | None = None, backe
                                          " depend on its neighbours (INT8_ROWS_APART)" if predictor.rows_apart else "")
     if settings.first_window:
         predictor.first_window_threshold = first_window_threshold(model_dir, meta)
-    log.info("backend %s for %s (%s)", predictor.backend, model_dir, reason)
+    log.info("backend %s for %s (%s)", predictor.backend, model_dir, predictor.backend_reason)
     return predictor
 
 
