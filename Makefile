@@ -137,13 +137,20 @@ search: base-model
 
 # Would averaging the search's encoders pay? Their out-of-fold probabilities averaged and scored
 # (e.g. after make search SEARCH="seed=13 seed=1 seed=2"): reports/…/cv-ensemble/cv_ensemble.md
-.PHONY: cv-ensemble cv-ceiling
+.PHONY: cv-ensemble cv-ceiling cv-judge
 cv-ensemble: $(VENV)/.installed
 	$(BIN)/python -m bench.cv_scores average $(wildcard $(SEARCH_OUT)/bert-*-cv-scores.jsonl) --out $(SEARCH_OUT)/cv-ensemble
 # How far the paragraph alone could go if plans-or-not were judged perfectly (then self_building/leadership)
 CV_SCORES ?= $(SEARCH_OUT)/bert-seed=13-cv-scores.jsonl
 cv-ceiling: $(VENV)/.installed
 	$(BIN)/python -m bench.cv_scores ceiling $(CV_SCORES) --solve plans --solve self_building/leadership --out $(dir $(CV_SCORES))cv-ceiling
+# The plans judge refitted on the search's folds and applied to its encoders' scores alone, in a minute:
+# e.g. make cv-judge SEARCH_OUT=reports/search-8 JUDGE="--units chars" → reports/search-8/cv-judge/cv_judge.md
+CV_JUDGE_SCORES ?= $(wildcard $(SEARCH_OUT)/bert-*-cv-scores.jsonl)
+JUDGE ?=
+cv-judge: $(VENV)/.installed
+	$(BIN)/python -m bench.cv_scores judge $(CV_JUDGE_SCORES) --corpus $(CV_CORPUS) --extra-train $(or $(CV_EXTRA),data/starter) \
+	  --folds $(FOLDS) --seed $(SEED) $(JUDGE) --out $(SEARCH_OUT)/cv-judge
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

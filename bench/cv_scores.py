@@ -14,12 +14,23 @@ plans part called by its topic, or a review paragraph called `plans`) is counted
 left as they are: the macro-F1 a perfect judge of that one question would add to this model. For a
 one-label group it also gives the average precision of the model's score for that label (how well
 it ranks that label's paragraphs first). Writes cv_ceiling.json.
+
+`judge` (`make cv-judge`): what the plans judge (model/plans_judge.py) makes of a run's paragraphs
+read alone, in a minute instead of a cross-validation of the encoder. On the same folds as the run
+(the corpus, folds, seed and dev share must be the run's: checked against the files' folds), the
+judge is refitted on each fold's training paragraphs, the starter corpus added, and each
+paragraph's out-of-fold scores alone are judged as the served model judges them: P(plans) the
+judge's, the other labels sharing the rest in the encoder's proportions. The judge's settings
+(units, C, starter weight) may differ from training/config.toml's, which is what this is for
+(docs/encoder-recipe.md, rounds 8-11). Labels only: the judged scores' temperature, which moves no
+label, is fitted in cross-validation, not here. Writes cv_judge.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +117,76 @@ def ceiling(path: str, groups: list[list[str]], mode: str, out: Path | str) -> d
     return result
 
 
+def out_of_fold_judge(corpus: list[str], extra_train: list[str], folds: int, seed: int, dev_fraction: float,
+                      units: str, starter_weight: float, c: float, base_model: str) -> tuple[dict, dict]:
+    """(P(plans) of each corpus paragraph by a judge that never saw its report, fold of each report),
+    keyed as cross-validation numbers paragraphs: (report, index within the report in corpus order)."""
+    from model.baseline import WORDS
+    from model.plans_judge import PLANS, fit_plans_judge
+    from renda.corpus import load_corpus
+    from training.dataset import row_weights
+    from training.evaluate import report_folds
+    from training.pipeline import fold_partition
+
+    records = load_corpus(corpus).records
+    extra = load_corpus(extra_train).records if extra_train else []
+    groups = report_folds(records, folds, seed)
+    fold_of = {report: k for k, group in enumerate(groups) for report in group}
+    seen: Counter = Counter()
+    keyed = {}
+    for record in records:
+        keyed[(record.report_id, seen[record.report_id])] = record
+        seen[record.report_id] += 1
+    tokenizer = None
+    if units == WORDS:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    plans = {}
+    for k, group in enumerate(groups):
+        train, _ = fold_partition([r for r in records if r.report_id not in group], extra, seed, dev_fraction)
+        model = fit_plans_judge(train, seed, None, row_weights(train, starter_weight), tokenizer, c)
+        keys = [key for key in keyed if fold_of[key[0]] == k]
+        for key, verdict in zip(keys, model.predict([keyed[key].text for key in keys])):
+            plans[key] = verdict.scores[PLANS]
+    return plans, fold_of
+
+
+def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Path | str) -> dict:
+    """Each file's paragraphs alone as scored and as judged by `plans` (out_of_fold_judge)."""
+    from model.plans_judge import PLANS, judged
+    from model.predictor import Prediction
+
+    table = {}
+    for path in paths:
+        rows = read_scores(path)
+        if {(r["report_id"], r["index"]) for r in rows} != set(plans) or any(fold_of[r["report_id"]] != r["fold"] for r in rows):
+            raise ValueError(f"{path}: not scored on these folds of this corpus (give the run's corpus, --folds, --seed and --extra-train)")
+        gold = [r["label"] for r in rows]
+        labels = list(rows[0]["alone"])
+        verdicts = [judged(Prediction("", 0.0, r["alone"]), plans[(r["report_id"], r["index"])], labels) for r in rows]
+        is_plans = [g == PLANS for g in gold]
+        table[Path(path).name.removesuffix("-cv-scores.jsonl")] = {
+            "alone_as_scored": round(macro_f1(gold, [max(r["alone"], key=r["alone"].get) for r in rows]), 4),
+            "alone_judged": round(macro_f1(gold, [v.label for v in verdicts]), 4),
+            "average_precision_plans_as_scored": round(float(average_precision_score(is_plans, [r["alone"][PLANS] for r in rows])), 4),
+            "average_precision_plans_judged": round(float(average_precision_score(is_plans, [v.scores[PLANS] for v in verdicts])), 4),
+        }
+    result = {"files": paths, "judge": settings, "paragraphs": len(plans), "alone": table,
+              "mean_alone_judged": round(float(np.mean([t["alone_judged"] for t in table.values()])), 4)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "cv_judge.json", json.dumps(result, ensure_ascii=False, indent=2))
+    lines = [f"The plans judge ({', '.join(f'{k} {v}' for k, v in settings.items())}) refitted per fold, on each file's paragraphs alone",
+             "", "| recipe | alone as scored | alone judged | AP of P(plans) as scored | judged |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {t['alone_as_scored']:.3f} | **{t['alone_judged']:.3f}** | {t['average_precision_plans_as_scored']:.3f} | "
+              f"{t['average_precision_plans_judged']:.3f} |" for name, t in table.items()]
+    lines.append(f"\nmean alone judged: {result['mean_alone_judged']:.3f}")
+    atomic_write_text(out / "cv_judge.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,8 +199,33 @@ def main(argv: list[str] | None = None) -> int:
                         help="a label (every confusion it takes part in) or labels joined by / (the confusions among them)")
     solved.add_argument("--mode", choices=MODES, default="alone")
     solved.add_argument("--out", default="reports/cv-ceiling")
+    refit = commands.add_parser("judge", help="the plans judge refitted per fold, on out-of-fold scores alone")
+    refit.add_argument("scores", nargs="+", help="<recipe>-cv-scores.jsonl files of one cross-validation's folds")
+    refit.add_argument("--corpus", nargs="+", required=True, help="the cross-validated corpus, as the run had it")
+    refit.add_argument("--extra-train", nargs="*", default=[], help="corpora added to every fold's training data (the run's)")
+    refit.add_argument("--folds", type=int, default=5)
+    refit.add_argument("--seed", type=int, default=13, help="the run's seed: its folds and dev splits")
+    refit.add_argument("--units", choices=("words", "chars"), help="the judge's n-grams (default: training/config.toml's)")
+    refit.add_argument("--c", type=float, help="the judge's C (default: the n-gram model's)")
+    refit.add_argument("--starter-weight", type=float, help="a starter paragraph's weight (default: training/config.toml's)")
+    refit.add_argument("--out", default="reports/cv-judge")
     args = parser.parse_args(argv)
-    if args.command == "average":
+    if args.command == "judge":
+        from model.baseline import C
+        from renda.records import DataError
+        from renda.settings import Settings
+        from training.config import load_config
+
+        config, settings = load_config(), Settings()
+        chosen = {"units": args.units or config.plans_judge_units, "C": C if args.c is None else args.c,
+                  "starter_weight": config.starter_weight if args.starter_weight is None else args.starter_weight}
+        try:
+            plans, fold_of = out_of_fold_judge(args.corpus, args.extra_train, args.folds, args.seed, settings.dev_fraction,
+                                               chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model)
+            judge(args.scores, plans, fold_of, chosen, args.out)
+        except (ValueError, DataError) as error:
+            parser.error(str(error))
+    elif args.command == "average":
         if len(args.scores) < 2:
             parser.error("give two score files or more")
         run(args.scores, args.out)

@@ -34,17 +34,20 @@ PLANS, REST = "plans", "rest"
 JUDGE_DIR = "plans_judge"  # the judge's folder inside a model folder
 
 
-def fit_plans_judge(records, seed: int, meta: dict | None = None, sample_weight: list[float] | None = None, tokenizer=None):
+def fit_plans_judge(records, seed: int, meta: dict | None = None, sample_weight: list[float] | None = None, tokenizer=None,
+                    c: float | None = None):
     """The judge on training records, each read as it would be alone (its text, no path);
     `sample_weight`: each row's loss weight (the starter corpus's, as the encoder trains);
-    `tokenizer`: the encoder's, for n-grams of its words (none: of characters)."""
-    from model.baseline import BaselinePredictor, WordPieces
+    `tokenizer`: the encoder's, for n-grams of its words (none: of characters); `c`: the
+    logistic regression's C (none: the n-gram model's)."""
+    from model.baseline import C, BaselinePredictor, WordPieces
 
     if not any(r.label == PLANS for r in records) or all(r.label == PLANS for r in records):
         raise ValueError("the plans judge needs training paragraphs of the plans part and of the others")
     return BaselinePredictor.fit([r.text for r in records], [PLANS if r.label == PLANS else REST for r in records],
                                  [PLANS, REST], seed, {"kind": "plans_judge", "model_id": JUDGE_DIR, "labels": [PLANS, REST], **(meta or {})},
-                                 sample_weight=sample_weight, words=WordPieces(tokenizer) if tokenizer is not None else None)
+                                 sample_weight=sample_weight, words=WordPieces(tokenizer) if tokenizer is not None else None,
+                                 c=C if c is None else c)
 
 
 def judged(prediction: Prediction, plans: float, labels: list[str]) -> Prediction:

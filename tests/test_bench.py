@@ -245,3 +245,38 @@ def test_cv_ceiling_counts_one_confusion_after_another_right(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cv_scores.main(["ceiling", path, "--solve", "legislation", "--out", str(tmp_path / "o")])
     assert "no paragraph is labelled or predicted legislation" in capsys.readouterr().err
+
+
+def test_cv_judge_refits_the_judge_per_fold_and_judges_the_scores_alone(tmp_path, capsys):
+    """An encoder that calls every paragraph alone `deputy`: the judge, refitted on each fold's other
+    reports (written here: plans paragraphs say 明年将, the others 一年来), takes the plans paragraphs
+    back; a file scored on other folds is refused."""
+    from bench import cv_scores
+    from training.evaluate import report_folds
+    from renda.corpus import load_corpus
+
+    lines = []
+    for n in range(6):
+        lines += [{"report_id": f"r{n}", "text": f"一年来，常委会走访代表{n + 3}次，办理建议{n + 20}件。", "label": "deputy"},
+                  {"report_id": f"r{n}", "text": f"一年来，常委会听取审议专项报告{n + 4}个。", "label": "supervision"},
+                  {"report_id": f"r{n}", "text": f"明年，常委会将进一步密切同代表的联系，将做好第{n + 1}项工作。", "label": "plans"}]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    folds = report_folds(load_corpus([corpus]).records, 3, 13)
+    fold_of = {report: k for k, group in enumerate(folds) for report in group}
+    sure = {"deputy": 0.8, "supervision": 0.15, "plans": 0.05}
+    rows = [{"report_id": line["report_id"], "index": i % 3, "fold": fold_of[line["report_id"]], "label": line["label"],
+             "alone": sure, "path": sure, "report_label": line["label"]} for i, line in enumerate(lines)]
+    path = _scores_file(tmp_path / "bert-seed=13-cv-scores.jsonl", rows)
+    args = ["judge", path, "--corpus", str(corpus), "--folds", "3", "--units", "chars", "--out", str(tmp_path / "o")]
+    assert cv_scores.main(args) == 0
+    result = json.loads((tmp_path / "o" / "cv_judge.json").read_text(encoding="utf-8"))
+    figures = result["alone"]["bert-seed=13"]
+    assert figures["alone_as_scored"] < 0.3  # deputy everywhere
+    assert figures["average_precision_plans_judged"] == 1.0 and figures["alone_judged"] > figures["alone_as_scored"]
+    assert result["judge"] == {"units": "chars", "C": 10.0, "starter_weight": 1.0} and result["paragraphs"] == 18
+    assert "| bert-seed=13 |" in (tmp_path / "o" / "cv_judge.md").read_text(encoding="utf-8")
+    moved = _scores_file(tmp_path / "moved-cv-scores.jsonl", [{**rows[0], "fold": (rows[0]["fold"] + 1) % 3}, *rows[1:]])
+    with pytest.raises(SystemExit):
+        cv_scores.main([*args[:1], moved, *args[2:]])
+    assert "not scored on these folds" in capsys.readouterr().err

@@ -80,6 +80,13 @@ def test_the_judged_scores_are_scaled_by_a_temperature_fitted_alone_that_changes
         PlansJudged(encoder, served.judge, temperature=0)
 
 
+def test_the_judges_c_reaches_its_logistic_regression():
+    """A smaller C regularises harder: smaller weights, a P(plans) nearer one half (bench/cv_scores.py's --c)."""
+    default, strict = fit_plans_judge(records(), 13), fit_plans_judge(records(), 13, c=0.01)
+    assert abs(strict.coef).sum() < abs(default.coef).sum()
+    assert abs(strict.predict([PLANS[0]])[0].scores["plans"] - 0.5) < abs(default.predict([PLANS[0]])[0].scores["plans"] - 0.5)
+
+
 def test_the_judge_needs_both_sides():
     with pytest.raises(ValueError, match="plans part and of the others"):
         fit_plans_judge([r for r in records() if r.label == "plans"], 13)

@@ -176,6 +176,13 @@ def variant_name(variant: dict) -> str:
     return "-".join(["bert", *(f"{k}={v}" for k, v in variant.items())])
 
 
+def fold_partition(rest: list[Record], extra: list[Record], seed: int, dev_fraction: float) -> tuple[list[Record], list[Record]]:
+    """A fold's (train, dev), as `make data` splits: dev reports (for early stopping and the fitted
+    weights) drawn from the fold's own training reports, `extra` (the starter corpus) added to train."""
+    split_of = assign_splits(rest, seed, dev_fraction, 0.0)
+    return [r for r in rest if split_of[r.report_id] == "train"] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
+
+
 def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], seed: int = 13,
                  extra_train: list[str] | None = None, base_model: str = "",
                  config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15,
@@ -211,10 +218,7 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
     baselines: dict[frozenset, BaselinePredictor] = {}  # a fold's baseline, fitted once for every variant
 
     def partition(rest: list[Record]) -> tuple[list[Record], list[Record]]:
-        """As `make data` does: dev reports (for early stopping) drawn from the fold's own
-        training reports; both recipes train on the same rest (the baseline needs no dev)."""
-        split_of = assign_splits(rest, seed, dev_fraction, 0.0)
-        return [r for r in rest if split_of[r.report_id] == "train"] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
+        return fold_partition(rest, extra, seed, dev_fraction)
 
     def baseline(rest: list[Record]) -> BaselinePredictor:
         key = frozenset(r.report_id for r in rest)
