@@ -147,7 +147,8 @@ def starts_new(line: str) -> bool:
 
 def split_lines(text: str) -> list[str]:
     """Non-empty lines of a report, with lines cut mid-sentence joined back."""
-    lines = [normalise_line(line) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")  # Unicode's line and paragraph separators too
+    lines = [normalise_line(line) for line in text.split("\n")]
     merged: list[str] = []
     for line in lines:
         if not line:

@@ -74,7 +74,8 @@ def read_text_file(path: Path | str) -> str:
 def iter_json_objects(path: Path | str) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSONL file; bad lines stop it."""
     path = Path(path)
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+    # lines end at \n only: str.splitlines() would also cut at U+2028/2029 inside a JSON string
+    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -130,7 +131,10 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def dumps_jsonl(rows: Iterable[dict]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    """One JSON object a line, Chinese as it is; U+2028/2029 escaped, since many readers (Python's
+    str.splitlines among them) take them for line ends."""
+    return "".join(json.dumps(row, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+                   for row in rows)
 
 
 def write_jsonl(path: Path | str, rows: Iterable[dict | BaseModel]) -> None:

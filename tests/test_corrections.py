@@ -58,6 +58,21 @@ def test_good_rows_are_stored_as_a_training_file(tmp_path):
     assert all(row["corrected_at"] for row in stored)  # when, for the record; readers ignore the key
 
 
+def test_a_line_separator_inside_a_text_is_stored_so_training_reads_it_back(tmp_path):
+    """U+2028/2029 are no control characters, so they pass; written raw they would end the JSONL line
+    for readers that split at them (str.splitlines did, and every later retrain then failed)."""
+    folder = tmp_path / "corrections"
+    row = {**ROW, "text": "听取审议县政府专项工作报告，\u2028督促整改问题。", "heading": "二、聚焦发展大局\u2029推动落实"}
+    with corrections_client(folder) as client:
+        assert post(client, [row]).status_code == 201
+    stored = (folder / "baisha-county-2024.jsonl").read_text(encoding="utf-8")
+    assert len(stored.splitlines()) == 1 and "\\u2028" in stored
+    [record] = read_jsonl(folder / "baisha-county-2024.jsonl")
+    assert (record.text, record.heading) == (row["text"], row["heading"])
+    (folder / "raw.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")  # as another tool may write it
+    assert read_jsonl(folder / "raw.jsonl")[0].text == row["text"]
+
+
 def test_rows_are_appended_and_the_latest_correction_wins(tmp_path):
     folder = tmp_path / "corrections"
     other = {**ROW, "report_id": "另一份报告-2023", "text": "组织代表开展集中视察。", "label": "deputy"}

@@ -48,6 +48,8 @@ def test_newline_styles_and_furniture():
     assert lines == ["一、立法工作", "制定条例三件，修改条例两件。", "二、监督工作", "听取审议报告九个。", "扫一扫在手机上查看当前页面"]
     assert is_furniture("日期:2022-01-04 09:40") and is_furniture("2023年2月10日")
     assert not is_furniture("来年将继续加强监督。")
+    # Unicode's line and paragraph separators (pasted from some editors and web pages) end lines too
+    assert split_lines("一、立法工作\u2028制定条例三件。\u2029二、监督工作") == ["一、立法工作", "制定条例三件。", "二、监督工作"]
 
 
 def test_short_title_lines_are_not_joined():
