@@ -82,15 +82,23 @@ class Part:
     effect: float  # the label's score with the part, less without it (> 0: the part supports the label)
 
 
+def occlusion_variants(text: str, heading_path: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """(text, heading path) the explanation reads: the paragraph as given, then without each of its
+    sentences (when it has more than one), then without each heading of its path."""
+    path = list(heading_path or [])
+    parts = sentences(text)
+    variants: list[tuple[str, list[str]]] = [(text, path)]
+    variants += [("".join(parts[:i] + parts[i + 1:]), path) for i in range(len(parts))] if len(parts) > 1 else []
+    return variants + [(text, path[:i] + path[i + 1:]) for i in range(len(path))]
+
+
 def explain(predictor: Predictor, text: str, heading_path: list[str] | None = None, label: str | None = None) -> dict:
     """Occlusion over the paragraph's sentences and its heading path: one batch holds the paragraph
     as given and each variant with one part left out; each part's effect on the label's score (the
     predicted label, unless one is given) is the score with it less the score without it."""
     path = list(heading_path or [])
     parts = sentences(text)
-    variants: list[tuple[str, list[str]]] = [(text, path)]
-    variants += [("".join(parts[:i] + parts[i + 1:]), path) for i in range(len(parts))] if len(parts) > 1 else []
-    variants += [(text, path[:i] + path[i + 1:]) for i in range(len(path))]
+    variants = occlusion_variants(text, path)
     predictions = predictor.predict([t for t, _ in variants], [p for _, p in variants])
     base = predictions[0]
     label = label or base.label

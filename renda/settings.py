@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_paragraphs: int = Field(256, ge=1)
     max_paragraph_chars: int = Field(20_000, ge=1)
     max_report_chars: int = Field(300_000, ge=1)
+    # POST /v1/explain reads the paragraph once whole and once without each sentence and heading: the
+    # characters of all those readings at most (a paragraph of 1,000 characters and 30 sentences reads 31,000)
+    max_explain_chars: int = Field(60_000, ge=1, description="characters an explanation reads in all (its variants)")
     max_body_bytes: int = Field(2_000_000, ge=1024)
     # 0: greedy batching — each batch is what queued while the previous one ran (measured best)
     batch_wait_ms: float = Field(0.0, ge=0, description="how long the batcher waits to gather more requests")

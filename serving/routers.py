@@ -25,7 +25,7 @@ from serving.schemas import (
     ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
-from serving.validation import InputProblem, check_heading_path, check_paragraphs, check_report, check_text
+from serving.validation import InputProblem, check_explain, check_heading_path, check_paragraphs, check_report, check_text
 
 router = APIRouter()
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
@@ -143,8 +143,10 @@ def explain_paragraph(body: ExplainRequest, request: Request) -> ExplainResponse
     check_heading_path("", None, body.heading_path)
     if body.label is not None and body.label not in LABELS:
         raise InputProblem("label", f"unknown label {body.label!r}; expected one of {', '.join(LABELS)}")
+    path = [h for h in body.heading_path or [] if h.strip()]
+    check_explain(body.text, path, settings)
     batched = _Batched(_service(request))
-    result = explain(batched, body.text, [h for h in body.heading_path or [] if h.strip()], body.label)
+    result = explain(batched, body.text, path, body.label)
     return ExplainResponse(model=batched.model_id, **result)
 
 
@@ -195,7 +197,7 @@ def model_info(request: Request) -> ModelResponse:
         label2id={label: i for i, label in enumerate(predictor.labels)},
         limits=Limits(max_paragraphs=settings.max_paragraphs, max_paragraph_chars=settings.max_paragraph_chars,
                       max_report_chars=settings.max_report_chars, max_body_bytes=settings.max_body_bytes,
-                      max_queue_paragraphs=settings.max_queue_paragraphs),
+                      max_queue_paragraphs=settings.max_queue_paragraphs, max_explain_chars=settings.max_explain_chars),
         backend=getattr(predictor, "backend", None),  # BERT predictors only (model/backends.py)
         backend_reason=getattr(predictor, "backend_reason", None) or None,
         temperatures=dict(zip(("path", "alone"), stored_temperatures(info) or ())) or None,

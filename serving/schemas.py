@@ -258,6 +258,7 @@ class Limits(BaseModel):
     max_report_chars: int
     max_body_bytes: int
     max_queue_paragraphs: int = Field(description="paragraphs that may wait for the model; beyond, 503 with Retry-After")
+    max_explain_chars: int = Field(description="characters POST /v1/explain reads in all: the paragraph whole, and without each part")
 
 
 class ModelResponse(BaseModel):

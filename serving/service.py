@@ -69,8 +69,11 @@ class Batcher:
       moves on, however many small ones keep arriving (no starvation);
     - then the others, fewest paragraphs left first: a single paragraph waits for at most the batch
       in progress, never behind a whole report.
-    At most `max_queued` paragraphs wait (a larger request is taken only into an empty queue);
-    beyond that `submit` raises QueueFull at once, with a Retry-After estimated from recent batches.
+    A request is taken when at most `max_queued` paragraphs would go to the model before or beside
+    it: every waiting request counts up to the new one's size, since one with more left is served
+    after it (a large request is taken only into an empty queue, and a single paragraph is not
+    refused because a whole report is waiting). Otherwise `submit` raises QueueFull at once, with
+    a Retry-After estimated from recent batches.
     Each request's results are handed back when its last chunk is done. `close()` lets the worker
     finish what was accepted, then stop; nothing is accepted after it."""
 
@@ -93,8 +96,8 @@ class Batcher:
         with self.cond:
             if self.closed:  # nobody would answer it
                 raise BatcherClosed("the model service has stopped")
-            if self.pending and self.queued + len(texts) > self.max_queued:
-                raise QueueFull(self.queued, self.retry_after())
+            if self.pending and (ahead := self.ahead_of(len(texts))) + len(texts) > self.max_queued:
+                raise QueueFull(self.queued, self.retry_after(ahead))
             self.seq += 1
             self.pending.append(Job(texts, contexts, future, self.seq, results=[None] * len(texts)))
             self.cond.notify()
@@ -105,8 +108,13 @@ class Batcher:
         """Paragraphs accepted and not yet given to the model (a dropped job's with it)."""
         return sum(job.left for job in self.pending)
 
-    def retry_after(self) -> int:
-        return max(1, min(60, math.ceil(self.queued * self.seconds_per_paragraph)))
+    def ahead_of(self, size: int) -> int:
+        """Waiting paragraphs a new request of `size` would wait for (the lock held): fewest-left first,
+        so a request with more left delays it by `size` of its own at most (the oldest's share aside)."""
+        return sum(min(job.left, size) for job in self.pending)
+
+    def retry_after(self, ahead: int) -> int:
+        return max(1, min(60, math.ceil(ahead * self.seconds_per_paragraph)))
 
     def waiting(self) -> int:
         """Requests accepted and not yet answered."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 
 from model.context import heading_path_problem
-from renda.parsing import bad_character, has_chinese
+from model.review import occlusion_variants
+from renda.parsing import bad_character, has_chinese, parse_report
 from renda.settings import Settings
 from serving.schemas import ParagraphInput
 
@@ -57,4 +58,20 @@ def check_heading_path(where: str, heading: str | None, heading_path: list[str] 
 
 
 def check_report(text: str, settings: Settings) -> None:
+    """The report's length, then each paragraph's as the parser cuts them: a paragraph is held to the
+    limit a paragraph sent alone has (one that long is mostly a report whose line breaks were lost)."""
     check_text("text", text, settings.max_report_chars)
+    for i, paragraph in enumerate(parse_report(text)):
+        if len(paragraph.text) > settings.max_paragraph_chars:
+            raise InputProblem("text", f"paragraph {i + 1} has {len(paragraph.text):,} characters; a paragraph may have "
+                                       f"{settings.max_paragraph_chars:,} at most (did the report lose its line breaks?)", 413)
+
+
+def check_explain(text: str, heading_path: list[str], settings: Settings) -> None:
+    """What the explanation would read in all (model/review.py: the paragraph once per part left out)."""
+    variants = occlusion_variants(text, heading_path)
+    total = sum(len(t) for t, _ in variants)
+    if total > settings.max_explain_chars:
+        raise InputProblem("text", f"explaining it reads the paragraph {len(variants):,} times (whole, and without each "
+                                   f"sentence and heading in turn): {total:,} characters; the limit is "
+                                   f"{settings.max_explain_chars:,}; explain a shorter paragraph", 413)

@@ -117,6 +117,28 @@ def test_explain_endpoint(client):
     assert client.post("/v1/explain", json={"text": "no chinese"}).status_code == 422
 
 
+def test_an_explanation_that_would_read_too_much_is_refused_before_the_model_runs():
+    """Occlusion reads the paragraph once per sentence: many short sentences make it quadratic, so its
+    total is held to MAX_EXPLAIN_CHARS (413, nothing predicted); within the limit it is explained."""
+    calls = []
+
+    class Counting(KeywordModel):
+        def predict(self, texts, contexts=None):
+            calls.append(len(texts))
+            return super().predict(texts, contexts)
+
+    many = "审议。" * 60  # 180 characters, 60 sentences: 61 readings of about 180 characters
+    with TestClient(create_app(settings(max_explain_chars=5_000), load=Counting), raise_server_exceptions=False) as c:
+        wait_ready(c)
+        calls.clear()  # the readiness probe
+        response = c.post("/v1/explain", json={"text": many})
+        assert response.status_code == 413 and calls == []
+        detail = response.json()["detail"]
+        assert "61 times" in detail and "10,800 characters" in detail and "the limit is 5,000" in detail
+        assert c.post("/v1/explain", json={"text": "审议。" * 20}).status_code == 200 and sum(calls) == 21
+        assert c.get("/v1/model").json()["limits"]["max_explain_chars"] == 5_000
+
+
 # --- the service, with a stand-in model --------------------------------------------------------------
 
 TOKEN = "a-long-admin-token"

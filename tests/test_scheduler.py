@@ -99,7 +99,7 @@ def test_a_full_queue_refuses_at_once_and_loses_nothing_accepted():
     wait_until(lambda: batcher.waiting() == 2)
     started = time.monotonic()
     with pytest.raises(QueueFull) as refused:
-        batcher.submit([f"丙{i}" for i in range(5)])  # 8 + 5 > 10
+        batcher.submit([f"丙{i}" for i in range(6)])  # 6 of the 8 waiting go before or beside it: 6 + 6 > 10
     assert time.monotonic() - started < 1 and refused.value.retry_after >= 1 and "8 paragraphs are waiting" in str(refused.value)
     model.gate.set()
     for thread in threads:
@@ -107,6 +107,28 @@ def test_a_full_queue_refuses_at_once_and_loses_nothing_accepted():
     assert set(finished) == {"甲0", "乙0"}
     assert [p.label for p in answers["乙0"]] == [recorded_label(t) for t in second]
     assert [p.label for p in batcher.submit(["丁"])] == [recorded_label("丁")]  # room again
+    batcher.close()
+
+
+def test_a_single_paragraph_is_taken_while_a_report_larger_than_the_queue_waits():
+    """A whole report over the queue's limit is taken into an empty queue; a paragraph sent meanwhile
+    would wait for one batch, not for the report, so it is taken (not refused) and answered first.
+    A second large request is refused."""
+    model = Gated()
+    batcher = Batcher(model.predict, wait_ms=0, max_paragraphs=4, max_queued=10)
+    answers, finished = {}, []
+    report = [f"甲{i}" for i in range(30)]
+    threads = [in_thread(batcher, report, answers, finished)]
+    assert model.started.wait(5)  # its first batch is in the model; 26 paragraphs wait
+    threads.append(in_thread(batcher, ["乙"], answers, finished))
+    wait_until(lambda: batcher.waiting() == 2)
+    with pytest.raises(QueueFull, match="27 paragraphs are waiting"):
+        batcher.submit([f"丙{i}" for i in range(6)])
+    model.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert finished == ["乙", "甲0"]
+    assert [p.label for p in answers["甲0"]] == [recorded_label(t) for t in report]
     batcher.close()
 
 
@@ -140,7 +162,7 @@ def test_the_service_answers_503_with_retry_after_when_its_queue_is_full():
         waiting = threading.Thread(target=lambda: answers.append(client.post("/v1/classify", json={"paragraphs": ["丙", "丁", "戊"]})), daemon=True)
         waiting.start()
         wait_until(lambda: client.app.state.service.batcher.waiting() == 2)
-        refused = client.post("/v1/classify", json={"paragraphs": ["己"]})
+        refused = client.post("/v1/classify", json={"paragraphs": ["己", "庚"]})  # 2 of the 3 waiting, and its 2: over 3
         assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
         assert "busy" in refused.json()["detail"]
         model.gate.set()

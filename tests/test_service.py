@@ -120,7 +120,7 @@ def test_model_info(client, direct):
     assert info["label2id"] == {label: i for i, label in enumerate(LABELS)}
     assert info["limits"] == {"max_paragraphs": MAX_PARAGRAPHS, "max_paragraph_chars": MAX_PARAGRAPH_CHARS,
                               "max_report_chars": MAX_REPORT_CHARS, "max_body_bytes": MAX_BODY_BYTES,
-                              "max_queue_paragraphs": Settings().max_queue_paragraphs}
+                              "max_queue_paragraphs": Settings().max_queue_paragraphs, "max_explain_chars": Settings().max_explain_chars}
     assert info["base_model"] == direct.info.get("base_model")
     assert info["trained_at"] == direct.info.get("trained_at")
     assert isinstance(info["held_out_metrics"], dict)
@@ -660,6 +660,9 @@ def test_classify_rejects(client, payload, status, field, fragments):
         ({"text": ["一、坚持党的领导"]}, 422, "text", ["string"]),
         ({}, 422, "text", ["required"]),
         ({"text": "审" * (MAX_REPORT_CHARS + 1)}, 413, "text", [f"the limit is {MAX_REPORT_CHARS:,}"]),
+        # within the report's limit, but one paragraph over a paragraph's: a report that lost its line breaks
+        ({"text": "一、坚持党的领导\n" + "审议报告。" * (MAX_PARAGRAPH_CHARS // 5 + 1)}, 413, "text",
+         [f"paragraph 2 has {MAX_PARAGRAPH_CHARS + 5:,} characters", f"{MAX_PARAGRAPH_CHARS:,} at most", "line breaks"]),
         ({"text": "一、坚持党的领导", "paragraphs": ["人大"]}, 422, "paragraphs", ["not permitted"]),
         ({"text": "hello world\n\nthis is not a report"}, 422, "text", ["no Chinese"]),
         ({"text": "一、坚持党的领导\n人大\u0007工作"}, 422, "text", ["control character", "U+0007"]),
