@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.predictor import META_FILE, Predictor
@@ -31,6 +32,16 @@ log = logging.getLogger("renda.http")
 
 def error_body(detail: str, errors: list[dict] | None = None) -> dict:
     return {"detail": detail, "errors": errors or []}
+
+
+def unreadable_body(cause: BaseException | None) -> str | None:
+    """Why a JSON body could not be read, in words, when the cause says so."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (f"not UTF-8 (byte 0x{cause.object[cause.start]:02x} at position {cause.start}): "
+                "send JSON in UTF-8, or a report file as multipart/form-data")
+    if isinstance(cause, RecursionError):
+        return "JSON nested too deeply to read"
+    return None
 
 
 def _field(loc: tuple | list) -> str:
@@ -131,6 +142,15 @@ def install_error_handlers(app: FastAPI) -> None:
         status = 400 if any(e["message"].startswith("malformed JSON") for e in errors) else 422
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse(status_code=status, content=error_body(detail, errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        """The framework's own answers (404, 405, a body it could not read) in the service's error
+        shape; an unreadable body says why, where FastAPI says only "error parsing the body"."""
+        if error.status_code != 400:
+            return JSONResponse(status_code=error.status_code, content=error_body(str(error.detail)), headers=error.headers)
+        message = unreadable_body(error.__cause__) or str(error.detail)
+        return JSONResponse(status_code=400, content=error_body(f"body: {message}", [{"field": "body", "message": message}]))
 
     @app.exception_handler(InputProblem)
     async def problem(_: Request, error: InputProblem) -> JSONResponse:

@@ -700,6 +700,17 @@ def test_malformed_json(client, path, body):
 
 
 @pytest.mark.parametrize("path", ["/v1/classify", "/v1/reports"])
+@pytest.mark.parametrize("body, fragments", [
+    ('{"paragraphs": ["人大工作"]}'.encode("gbk"), ["not UTF-8", "byte 0xc8 at position 17"]),  # GBK sent as JSON
+    (b'{"text": "\xff\xfe"}', ["not UTF-8", "byte 0xff"]),
+    (b'{"paragraphs": ' + b"[" * 3000, ["nested too deeply"]),
+])
+def test_an_unreadable_body_says_why(client, path, body, fragments):
+    """Bodies FastAPI cannot read past JSON's syntax (its own answer: "There was an error parsing the body")."""
+    assert_problem(raw(client, path, body), 400, "body", *fragments)
+
+
+@pytest.mark.parametrize("path", ["/v1/classify", "/v1/reports"])
 def test_missing_body(client, path):
     assert_problem(client.post(path, headers=JSON), 422, "body", "required")
 
