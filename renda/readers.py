@@ -145,7 +145,7 @@ def decode_text(name: str, raw: bytes, declared: str | None = None) -> tuple[str
         if codec:
             try:
                 return raw.decode(codec), codec
-            except UnicodeDecodeError:
+            except (UnicodeDecodeError, LookupError):  # LookupError: a codec of bytes, not text (hex, base64)
                 pass  # a page that lies about its encoding: the detector decides
     from charset_normalizer import from_bytes
 

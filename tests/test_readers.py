@@ -66,6 +66,14 @@ def test_a_long_big5_file():
     assert decode_text("long.txt", text.encode("big5")) == (text, "big5")
 
 
+def test_a_declared_codec_of_bytes_not_text_falls_to_the_detector():
+    """A page may declare charset=hex or base64: Python's codecs of bytes, which decode() refuses with
+    LookupError; the declaration is then ignored, as a false one is."""
+    raw = "人大常委会听取审议专项工作报告，开展执法检查。".encode("gbk")
+    for declared in ("hex", "base64", "rot13"):
+        assert decode_text("p.html", raw, declared) == (raw.decode("gbk"), "gb18030")
+
+
 def test_a_short_gb_file_reads_as_gb18030():
     assert decode_text("t.txt", "人大常委会工作报告".encode("gbk")) == ("人大常委会工作报告", "gb18030")
 
