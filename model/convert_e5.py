@@ -193,7 +193,7 @@ def convert(out_dir: Path | str, source: Path | str | None = None, prune: bool =
         cls_token="<s>", sep_token="</s>", mask_token="<mask>" if "<mask>" in pieces else None,
         model_max_length=h["max_positions"],
     )
-    with staged_directory(out_dir) as staging:
+    with staged_directory(out_dir, ("config.json",)) as staging:
         config.save_pretrained(staging)
         save_file(bert_state_dict(e5, keep), str(staging / "model.safetensors"))
         tokenizer.save_pretrained(staging)

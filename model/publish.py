@@ -11,16 +11,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from renda.records import DataError
+
+
+def check_replaceable(final: Path | str, marks: tuple[str, ...]) -> None:
+    """`final` may be replaced: it is missing, an empty folder, or a folder holding one of `marks`
+    (the files this kind of output always has: a model's renda_model.json, a dataset's summary.json).
+    Anything else (the reports themselves, a folder of models, a file, a link) is refused, since
+    publishing removes what was there."""
+    final = Path(final)
+    if final.is_symlink():
+        raise DataError(final, "is a symbolic link; give the folder it points to")
+    if not final.exists():
+        return
+    if not final.is_dir():
+        raise DataError(final, "is a file, not an output folder; give a new or empty folder")
+    if any(final.iterdir()) and not any((final / mark).exists() for mark in marks):
+        raise DataError(final, f"holds other files and no {' or '.join(marks)}: it is not an earlier output of this "
+                               "step, and publishing would remove it; give a new or empty folder")
+
 
 @contextmanager
-def staged_directory(final: Path | str) -> Iterator[Path]:
+def staged_directory(final: Path | str, marks: tuple[str, ...]) -> Iterator[Path]:
     """Yield an empty staging folder beside `final`; on success it replaces `final` by rename.
 
+    `final` must be replaceable (`check_replaceable`: missing, empty, or holding one of `marks`).
     Any exception (or Ctrl-C) removes the staging folder and leaves `final` as it was. A process
     killed outright (SIGKILL, power loss) cannot clean up: its leftovers carry its pid, and the next
     run removes those of processes that are gone (see `clean_leftovers`).
     """
     final = Path(final)
+    check_replaceable(final, marks)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(final)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-{os.getpid()}-"))

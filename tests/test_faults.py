@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from apps.cli import main
 from serving.main import create_app
 from serving.service import ModelService
-from tests.conftest import ROOT, TINY_OVERRIDES
+from tests.conftest import ROOT, STARTER, TINY_OVERRIDES
 from tests.test_service import OK, Recording, settings
 
 # --- make serve: trains only when MODEL_DIR holds no model -------------------------------------
@@ -356,7 +356,7 @@ def test_the_leftovers_of_a_killed_publish_are_cleaned_up(tmp_path):
     final.mkdir()
     (final / "weights").write_text("old", encoding="utf-8")
     script = ("import sys, time\nfrom model.publish import staged_directory\n"
-              "with staged_directory(sys.argv[1]) as staging:\n"
+              "with staged_directory(sys.argv[1], ('weights',)) as staging:\n"
               "    (staging / 'weights').write_text('half')\n    print('staged', flush=True)\n    time.sleep(60)\n")
     process = subprocess.Popen([sys.executable, "-c", script, str(final)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "staged"
@@ -370,7 +370,7 @@ def test_the_leftovers_of_a_killed_publish_are_cleaned_up(tmp_path):
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / f".model.staging-{alive.pid}-busy").mkdir()
-        with staged_directory(final) as staging:
+        with staged_directory(final, ("weights",)) as staging:
             (staging / "weights").write_text("new", encoding="utf-8")
         assert (final / "weights").read_text() == "new"
         assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.staging-{alive.pid}-busy", "model"]
@@ -437,3 +437,41 @@ def test_stop_answers_the_jobs_already_queued():
     for text in texts:
         assert [p.label for p in answers[text]] == [p.label for p in model.predict([text])], answers[text]
     assert not service.ready.is_set()
+
+
+def test_an_output_folder_this_step_did_not_write_is_never_replaced(tmp_path, capsys):
+    """Publishing replaces `--out` whole: a folder of reports, a folder of other models, a file or a
+    link given by mistake is refused before any work, and left as it was; an earlier output of the
+    same step (its mark file), an empty folder or a new path is replaced as ever."""
+    from apps.cli import main
+    from model.publish import check_replaceable, staged_directory
+    from renda.records import DataError
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "a.txt").write_text("一、立法工作\n制定条例三件。\n", encoding="utf-8")
+    assert main(["data", "--corpus", str(STARTER), "--out", str(reports)]) == 2
+    assert "is not an earlier output of this step" in capsys.readouterr().err
+    assert sorted(p.name for p in reports.iterdir()) == ["a.txt"]
+    models = tmp_path / "models"
+    (models / "bert").mkdir(parents=True)
+    (models / "bert" / "renda_model.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(DataError, match="no renda_model.json"):
+        check_replaceable(models, ("renda_model.json",))
+    check_replaceable(models / "bert", ("renda_model.json",))  # an earlier model: replaceable
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine", encoding="utf-8")
+    with pytest.raises(DataError, match="is a file"):
+        check_replaceable(a_file, ("summary.json",))
+    (tmp_path / "link").symlink_to(models / "bert")
+    with pytest.raises(DataError, match="symbolic link"):
+        check_replaceable(tmp_path / "link", ("renda_model.json",))
+    with pytest.raises(DataError):
+        with staged_directory(reports, ("summary.json",)):
+            pytest.fail("the work must not start")
+    (tmp_path / "empty").mkdir()
+    for fresh in (tmp_path / "empty", tmp_path / "new"):
+        with staged_directory(fresh, ("summary.json",)) as staging:
+            (staging / "summary.json").write_text("{}", encoding="utf-8")
+        assert (fresh / "summary.json").is_file()
+    assert a_file.read_text(encoding="utf-8") == "mine" and (models / "bert" / "renda_model.json").is_file()

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
 
-from model.publish import staged_directory
+from model.publish import check_replaceable, staged_directory
 from renda.corpus import load_corpus
 from renda.labels import LABELS
 from renda.records import DataError, Record, dumps_jsonl
+
+SUMMARY_FILE = "summary.json"  # every dataset folder has it (what marks a folder as one)
 
 SPLITS = ("train", "dev", "test")
 FEATURES = Features(
@@ -59,6 +61,7 @@ def assign_splits(records: list[Record], seed: int, dev_fraction: float, test_fr
 def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fraction: float, test_fraction: float,
                   test_from: list[str | Path] | None = None, train_from: list[str | Path] | None = None) -> dict:
     """Build and write the dataset folder (atomically); returns its summary."""
+    check_replaceable(out_dir, (SUMMARY_FILE,))  # before any work: publishing would remove what is there
     loaded = load_corpus(corpus)
     pool = {r.report_id for r in load_corpus(test_from).records} if test_from else None
     train_only = {r.report_id for r in load_corpus(train_from).records} if train_from else None
@@ -79,12 +82,12 @@ def build_dataset(corpus: list[str | Path], out_dir: Path, seed: int, dev_fracti
                        "labels": dict(Counter(x["label"] for x in rows[s]))} for s in SPLITS},
         "unlabelled": len(loaded.unlabelled),
     }
-    with staged_directory(out_dir) as staging:
+    with staged_directory(out_dir, (SUMMARY_FILE,)) as staging:
         DatasetDict({s: Dataset.from_list(rows[s], features=FEATURES) for s in SPLITS}).save_to_disk(str(staging / "hf"))
         for s in SPLITS:
             (staging / f"{s}.jsonl").write_text(dumps_jsonl(rows[s]), encoding="utf-8")
         (staging / "unlabelled.jsonl").write_text(dumps_jsonl(r.model_dump() for r in loaded.unlabelled), encoding="utf-8")
-        (staging / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+        (staging / SUMMARY_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary
 
 

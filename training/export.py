@@ -38,10 +38,10 @@ def parity_records(model_dir: Path, meta: dict, data: list[str] | None) -> tuple
     """The paragraphs to check on, and where they came from: `data` (a dataset folder, whose dev
     split is used, or report folders / labelled JSONL), else the dev split of the model's dataset."""
     from renda.corpus import load_corpus
-    from training.dataset import load_split
+    from training.dataset import SUMMARY_FILE, load_split
 
     if data:
-        if len(data) == 1 and (Path(data[0]) / "summary.json").is_file():
+        if len(data) == 1 and (Path(data[0]) / SUMMARY_FILE).is_file():
             return load_split(Path(data[0]), "dev"), f"dev split of {data[0]}"
         return load_corpus(data).records, " ".join(map(str, data))
     dataset = meta.get("dataset")

@@ -24,7 +24,7 @@ from model.publish import staged_directory
 from renda.corpus import label_records, load_corpus, report_runs
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, dumps_jsonl, iter_json_objects, read_jsonl
-from training.dataset import assign_splits, build_dataset, load_split
+from training.dataset import SUMMARY_FILE, assign_splits, build_dataset, load_split
 from training.evaluate import (
     MODES, Evaluation, cross_validate_many, fit_report_combiner, held_out_metrics, leave_one_report_out, predict_modes,
     report_folds, score, write_evaluations,
@@ -71,7 +71,7 @@ def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) ->
                          dev, config)
     metrics = held_out_metrics(model, test)
     model.info.update(test_metrics=metrics, train_seconds=round(time.monotonic() - started, 2), fingerprint=stamp)
-    with staged_directory(out) as staging:
+    with staged_directory(out, (META_FILE,)) as staging:
         model.save(staging)
     print(f"baseline trained on {len(train)} paragraphs in {model.info['train_seconds']} s; "
           f"held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}, accuracy {metrics.get('accuracy', float('nan')):.3f} -> {out}")
@@ -90,7 +90,7 @@ def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | Non
     stamp = fingerprint(dataset, "bert", config.model_dump(), base, *judge)
     if if_stale and is_current(out, "model", stamp):
         return {}
-    summary = json.loads((Path(dataset) / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((Path(dataset) / SUMMARY_FILE).read_text(encoding="utf-8"))
     metrics = train_bert(Path(dataset), Path(out), base, config, threads=threads, data_summary=summary, fingerprint=stamp)
     print(f"model published to {out}; held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}")
     return metrics
@@ -122,7 +122,7 @@ def fingerprint_of(sources: list[str], seed: int) -> str:
 
 def eval_records(data: list[str]) -> list[Record]:
     """A dataset folder (its test split: held-out reports), or report folders / labelled JSONL."""
-    if len(data) == 1 and (Path(data[0]) / "summary.json").is_file():
+    if len(data) == 1 and (Path(data[0]) / SUMMARY_FILE).is_file():
         return load_split(Path(data[0]), "test")
     return load_corpus(data).records
 

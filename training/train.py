@@ -27,7 +27,7 @@ from model.frozen import BottomCache, CachedBottomPredictor, freeze_bottom
 from model.loading import as_served
 from model.plans_judge import JUDGE_DIR
 from model.predictor import META_FILE
-from model.publish import staged_directory
+from model.publish import check_replaceable, staged_directory
 from renda.labels import LABELS
 from renda.records import Record
 from training.config import TrainConfig
@@ -243,6 +243,7 @@ def held_out_calibration(raw, test: list[Record], meta: dict, folder: Path) -> d
 def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainConfig,
                threads: int = 0, data_summary: dict | None = None, progress: bool = True, fingerprint: str = "") -> dict:
     """Train, evaluate on the held-out split, and publish to `out_dir`. Returns the test metrics."""
+    check_replaceable(out_dir, (META_FILE,))  # before the minutes of training: publishing would remove what is there
     started = time.monotonic()
     set_threads(threads)
     train, dev, test = (load_split(dataset_dir, s) for s in ("train", "dev", "test"))
@@ -273,7 +274,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         judge = served.judge
         meta["plans_judge"] = {"model": JUDGE_DIR, "units": judge.info.get("units", CHARS), "temperature": served.temperature}
     meta["combiner"] = fit_report_combiner(served, dev, "dev").to_dict()
-    with staged_directory(out_dir) as staging:
+    with staged_directory(out_dir, (META_FILE,)) as staging:
         tuned.model.save_pretrained(staging)
         tuned.tokenizer.save_pretrained(staging)
         (staging / TRAINING_CONFIG).write_text(json.dumps({**config.model_dump(), "base_model": base_model}, indent=2), encoding="utf-8")
