@@ -25,7 +25,7 @@ def _add_recipe(parser: argparse.ArgumentParser, s) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (smoke runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
                         help="override any setting of the config (training/config.toml), e.g. --set freeze_layers=8; repeatable")
-    parser.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    parser.add_argument("--threads", type=_counter(0), default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
 
 
 def _share(value: str) -> float:
@@ -37,6 +37,19 @@ def _share(value: str) -> float:
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
     return number
+
+
+def _counter(least: int):
+    """An argparse type: a whole number of at least `least` (0 for threads: all cores)."""
+    def count(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least}")
+        return number
+    return count
 
 
 def setting(value: str) -> tuple[str, str]:
@@ -92,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=s.model_dir, help="model folder to publish (default %(default)s)")
     p.add_argument("--base-model", default=s.base_model, help="default: BASE_MODEL, %(default)s")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting, help="override a training setting; repeatable")
-    p.add_argument("--threads", type=int, default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--threads", type=_counter(0), default=s.threads, help="torch threads, 0 = all cores (default %(default)s)")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export (the model then serves on torch)")
     _add_common(p)
 
@@ -101,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="*", default=None,
                    help="paragraphs to check parity on: a dataset folder (its dev split), report folders or labelled JSONL "
                         "(default: the dev split of the model's own dataset)")
-    p.add_argument("--threads", type=int, default=s.threads, help="threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--threads", type=_counter(0), default=s.threads, help="threads, 0 = all cores (default %(default)s)")
     p.add_argument("--if-stale", action="store_true", help="skip when the folder holds an export of this very model")
 
     p = sub.add_parser("eval", help="score models side by side on held-out reports")
@@ -159,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=s.model_dir, help="trained model folder (default: MODEL_DIR, %(default)s)")
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray (pip install -e '.[scale]')")
     p.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. ray://head:10001 or auto); default: start Ray here")
-    p.add_argument("--batch-files", type=int, default=s.archive_batch_files, help="files per batch and Parquet part (default %(default)s)")
-    p.add_argument("--threads", type=int, default=s.threads, help="local engine: torch threads, 0 = all cores (default %(default)s)")
+    p.add_argument("--batch-files", type=_counter(1), default=s.archive_batch_files, help="files per batch and Parquet part (default %(default)s)")
+    p.add_argument("--threads", type=_counter(0), default=s.threads, help="local engine: torch threads, 0 = all cores (default %(default)s)")
     p.add_argument("--actors", type=int, default=s.archive_actors, help="ray: actors in the pool, 0 = from the cluster's resources (default %(default)s)")
     p.add_argument("--actor-cpus", type=float, default=s.archive_actor_cpus, help="ray: CPUs per actor (default %(default)s)")
     p.add_argument("--actor-gpus", type=float, default=s.archive_actor_gpus, help="ray: GPUs per actor (default %(default)s)")
@@ -175,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=["year", "level", "body"], required=True, help="the axis")
     p.add_argument("--out", type=Path, default=None, help="folder for the PNGs and CSVs (default OUT/plots)")
     p.add_argument("--pooled", action="store_true", help="pool each group's paragraphs/characters (default: mean of its reports' shares)")
-    p.add_argument("--top", type=int, default=30, help="--by body: bodies drawn, those with most reports (default %(default)s; the CSV has all)")
+    p.add_argument("--top", type=_counter(1), default=30, help="--by body: bodies drawn, those with most reports (default %(default)s; the CSV has all)")
 
     p = sub.add_parser("check-formats", help="render reports as GB18030 text, web pages, PDF and .docx, read them back, compare")
     p.add_argument("--corpus", type=Path, default=s.starter_dir, help="folder of .txt reports (default: the starter corpus)")
@@ -271,10 +284,22 @@ def main(argv: list[str] | None = None) -> int:
             from serving.main import serve
 
             serve(args.model, args.host, args.port)
-    except (DataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataError, OSError, ValueError) as error:  # bad input: the reason in one line (settings, files, folders)
+        if settings.log_level.upper() == "DEBUG":
+            raise  # LOG_LEVEL=DEBUG: the traceback too
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     return 0
+
+
+def one_line(error: Exception) -> str:
+    """An error for the terminal: pydantic's list of what is wrong (a setting out of range, say) on
+    one line, without its links to the docs."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+    return str(error)
 
 
 def run_label_archive(args) -> dict:

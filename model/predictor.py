@@ -42,4 +42,10 @@ def read_meta(model_dir: Path | str) -> dict:
     path = Path(model_dir) / META_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir}: not a trained model directory (no {META_FILE}); run `make train` or `make baseline`")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # a broken folder names itself, whoever reads it (CLI, service, export)
+        raise ValueError(f"{model_dir}: {META_FILE} is not valid JSON ({error}); retrain with `make train`") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{model_dir}: {META_FILE} must hold a JSON object, not {type(meta).__name__}")
+    return meta

@@ -88,7 +88,7 @@ class Retrainer:
                         self.state.update(epoch=entry.get("epoch"), dev_macro_f1=entry.get("dev_macro_f1"))
                 except ValueError:
                     pass
-            elif line.startswith("model published to"):
+            elif line.startswith("model written to"):  # trained; the export (in staging) follows
                 with self.lock:
                     self.state["phase"] = "exporting" if self.settings.retrain_export else "loading"
         code = process.wait()

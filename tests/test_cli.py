@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,22 @@ def test_seed_zero_is_a_seed(tmp_path):
     for seed in ("0", "13"):
         assert main(["data", "--corpus", str(corpus), "--out", str(tmp_path / f"data-{seed}"), "--seed", seed]) == 0
         assert json.loads((tmp_path / f"data-{seed}" / "summary.json").read_text())["seed"] == int(seed)
+
+
+def test_bad_settings_and_broken_folders_are_one_line_errors(tmp_path, tiny_model, capsys):
+    """A setting out of range, a broken model folder or an unreadable config: `error: …` and status 2,
+    no traceback; a negative thread count is refused by the parser."""
+    code, _, err = run(["train", "--data", tmp_path / "none", "--out", tmp_path / "m", "--set", "epochs=-1"], capsys)
+    assert code == 2 and err.startswith("error: epochs:") and "Traceback" not in err
+    code, _, err = run(["train", "--data", tmp_path / "none", "--out", tmp_path / "m", "--set", "pooling=max"], capsys)
+    assert code == 2 and "pooling" in err
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "renda_model.json").write_text('{"kind": ', encoding="utf-8")
+    report = tmp_path / "r.txt"
+    report.write_text("一、立法工作\n制定条例三件。\n", encoding="utf-8")
+    code, _, err = run(["classify", report, "--model", broken], capsys)
+    assert code == 2 and "error: " in err and "renda_model.json is not valid JSON" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--data", str(tmp_path), "--threads", "-1"])
+    assert refused.value.code == 2 and "--threads: -1 is below 0" in capsys.readouterr().err

@@ -475,3 +475,40 @@ def test_an_output_folder_this_step_did_not_write_is_never_replaced(tmp_path, ca
             (staging / "summary.json").write_text("{}", encoding="utf-8")
         assert (fresh / "summary.json").is_file()
     assert a_file.read_text(encoding="utf-8") == "mine" and (models / "bert" / "renda_model.json").is_file()
+
+
+def test_a_broken_model_folder_is_never_up_to_date(tmp_path, tiny_model):
+    """`make train` passes --if-stale: a folder whose weights went missing or whose metadata broke
+    since is retrained, not skipped as up to date."""
+    from training.pipeline import is_current
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    stamp = json.loads((folder / "renda_model.json").read_text(encoding="utf-8"))["fingerprint"]
+    assert is_current(folder, "model", stamp)
+    assert not is_current(folder, "model", "another recipe")
+    (folder / "model.safetensors").unlink()
+    assert not is_current(folder, "model", stamp)
+    shutil.copy(tiny_model / "model.safetensors", folder / "model.safetensors")
+    for broken in ('{"fingerprint": ', "[1]", ""):
+        (folder / "renda_model.json").write_text(broken, encoding="utf-8")
+        assert not is_current(folder, "model", stamp)
+
+
+def test_an_export_that_fails_before_it_writes_leaves_the_old_export_standing(tmp_path, tiny_onnx_model, monkeypatch):
+    """The parity record goes only when the ONNX files start to change: an export stopped while loading
+    the model (or reading its paragraphs) leaves the folder serving the export it had."""
+    import training.export
+    from model.backends import PARITY_FILE
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_onnx_model, folder)
+    record = (folder / PARITY_FILE).read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot load")
+
+    monkeypatch.setattr(training.export.BertPredictor, "load", broken)
+    with pytest.raises(RuntimeError, match="cannot load"):
+        training.export.run_export(folder, [str(STARTER)], threads=1)
+    assert (folder / PARITY_FILE).read_bytes() == record

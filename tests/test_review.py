@@ -272,6 +272,36 @@ def test_retrain_from_the_service_swaps_in_the_new_model(tmp_path, tiny_model, t
     assert len(list((tmp_path / "build").glob("retrain-*"))) == 1  # the dataset went to the service's build folder
 
 
+def test_a_retrain_whose_export_fails_replaces_nothing(tmp_path, tiny_model, tiny_base, monkeypatch):
+    """The new model is trained and exported in staging and published only when both finished: an
+    export that fails half way (a file written, then an error) leaves the old folder as it was."""
+    import training.export
+    from training.pipeline import run_retrain
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
+    corpus = retrain_settings(tmp_path, tiny_base).retrain_corpus
+    exported = []
+
+    def failing_export(folder, data, threads):
+        exported.append(Path(folder))
+        (Path(folder) / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("export stopped")
+
+    monkeypatch.setattr(training.export, "run_export", failing_export)
+    with pytest.raises(RuntimeError, match="export stopped"):
+        run_retrain(corpus, tmp_path / "corrections", model_dir, str(tiny_base), tmp_path / "build", threads=1, **TINY_OVERRIDES)
+    assert exported and exported[0].parent != model_dir.parent  # it ran in the staging folder, not on the model
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".model")) == []  # no staging left behind
+    monkeypatch.setattr(training.export, "run_export", lambda folder, data, threads: exported.append(Path(folder)))
+    run_retrain(corpus, tmp_path / "corrections", model_dir, str(tiny_base), tmp_path / "build", threads=1, **TINY_OVERRIDES)
+    meta = json.loads((model_dir / "renda_model.json").read_text(encoding="utf-8"))
+    assert meta["model_id"].startswith("model-") and meta["model_id"] != json.loads(before["renda_model.json"])["model_id"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".model")) == []
+
+
 def test_a_failed_retrain_leaves_the_model_serving(tmp_path, tiny_model, tiny_base):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)

@@ -233,7 +233,6 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
         raise DataError(source, "no paragraphs to check parity on")
     threads = threads or os.cpu_count() or 1
     budget = max_batch_tokens or get_settings().max_batch_tokens
-    (model_dir / PARITY_FILE).unlink(missing_ok=True)  # while the files change, no record: nothing half-made is served
     started = time.monotonic()
     torch_predictor = BertPredictor.load(model_dir, threads, max_batch_tokens=budget)
     predictions, speed = predict_both(torch_predictor, records)
@@ -245,6 +244,9 @@ def run_export(model_dir: Path | str, data: list[str] | None = None, threads: in
                        "paragraphs_per_second": round(speed, 2)}}
     first_window = choose_first_window(torch_predictor, records, predictions)
     print(f"first-window rule: {json.dumps({k: v for k, v in first_window.items() if k != 'tried'}, ensure_ascii=False)}", flush=True)
+    # from here the ONNX files change: no record meanwhile, so nothing half-made is served (and a run that
+    # failed before this point, loading the model or reading the paragraphs, leaves the old export standing)
+    (model_dir / PARITY_FILE).unlink(missing_ok=True)
     def check(backend: str, make, baseline: WindowedPredictor | None = None) -> dict:
         """`baseline`: the ONNX fp32 predictor; a variant that passes is then timed against it in
         alternation, and its paragraphs/s is fp32's times that ratio (one pass each is too noisy

@@ -20,7 +20,7 @@ from model import baseline as model_baseline
 from model import plans_judge as model_plans_judge
 from model.predictor import META_FILE
 from model.loading import load_predictor
-from model.publish import staged_directory
+from model.publish import check_replaceable, staged_directory
 from renda.corpus import label_records, load_corpus, report_runs
 from renda.labels import LABELS
 from renda.records import DataError, Record, atomic_write_text, dumps_jsonl, iter_json_objects, read_jsonl
@@ -51,10 +51,23 @@ def fingerprint(dataset: Path, *parts: object) -> str:
     return digest.hexdigest()[:16]
 
 
+# The files a folder of each kind cannot load without (besides renda_model.json)
+NEEDED_FILES = {"baseline": ("vocabulary.json", "weights.npz"),
+                "model": ("config.json", "model.safetensors", "tokenizer.json", "training_config.json")}
+
+
 def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
-    """True (and says so) when `model_dir` was trained from exactly this dataset and recipe."""
+    """True (and says so) when `model_dir` was trained from exactly this dataset and recipe and its
+    files are all there; a folder broken since (a file missing, its metadata unreadable) is retrained."""
     meta_path = Path(model_dir) / META_FILE
-    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("fingerprint") == expected:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    judge = meta.get("plans_judge") if isinstance(meta, dict) else None
+    needed = [*NEEDED_FILES[print_name], *([f"{judge['model']}/{META_FILE}"] if isinstance(judge, dict) and judge.get("model") else [])]
+    if (isinstance(meta, dict) and meta.get("fingerprint") == expected
+            and all((Path(model_dir) / name).is_file() for name in needed)):
         print(f"{print_name} in {model_dir} is up to date (same data and settings); skipped")
         return True
     return False
@@ -92,7 +105,7 @@ def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | Non
         return {}
     summary = json.loads((Path(dataset) / SUMMARY_FILE).read_text(encoding="utf-8"))
     metrics = train_bert(Path(dataset), Path(out), base, config, threads=threads, data_summary=summary, fingerprint=stamp)
-    print(f"model published to {out}; held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}")
+    print(f"model written to {out}; held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}")
     return metrics
 
 
@@ -100,19 +113,27 @@ def run_retrain(corpus: list[str], corrections: Path, out: Path, base_model: str
                 threads: int = 0, export: bool = True, **overrides) -> dict:
     """`make train CORPUS="<corpus> <corrections>"` in one call (what "retrain on corrections" runs):
     a dataset of the corpus plus the corrections folder (whose reports always train), the encoder
-    fine-tuned and published to `out` only when it finished, then its ONNX export checked."""
+    fine-tuned and its ONNX export checked in a staging folder, and `out` replaced only when both
+    finished: a retrain that fails or is stopped at any point leaves the served model as it was."""
     from renda.settings import get_settings
 
     settings = get_settings()
+    check_replaceable(out, (META_FILE,))
     sources = [*corpus, str(corrections)] if Path(corrections).is_dir() and any(Path(corrections).glob("*.jsonl")) else list(corpus)
     dataset = Path(build_dir) / f"retrain-{fingerprint_of(sources, seed)}"
     run_data(sources, dataset, seed, settings.dev_fraction, settings.test_fraction,
              train_from=[str(corrections)] if str(corrections) in sources else None)
-    metrics = run_train(dataset, out, base_model, threads=threads, **overrides)
-    if export:
-        from training.export import run_export
+    with staged_directory(out, (META_FILE,)) as staging:
+        trained = staging / Path(out).name  # named as `out`: the model id takes the folder's name
+        metrics = run_train(dataset, trained, base_model, threads=threads, **overrides)
+        if export:
+            from training.export import run_export
 
-        run_export(out, None, threads)
+            run_export(trained, None, threads)
+        for item in trained.iterdir():  # the staging folder becomes the model folder
+            item.rename(staging / item.name)
+        trained.rmdir()
+    print(f"retrained model published to {out}")
     return metrics
 
 
