@@ -39,6 +39,14 @@ def _share(value: str) -> float:
     return number
 
 
+def _split_share(value: str) -> float:
+    """A split's share of the paragraphs: above 0 (an empty split cannot be written) and below one half."""
+    number = _share(value)
+    if not 0.0 < number < 0.5:
+        raise argparse.ArgumentTypeError(f"{value} is not above 0 and below 0.5")
+    return number
+
+
 def _counter(least: int):
     """An argparse type: a whole number of at least `least` (0 for threads: all cores)."""
     def count(value: str) -> int:
@@ -75,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="build the train/dev/test dataset (splits grouped by report)")
     p.add_argument("--corpus", nargs="+", required=True, help="report folders (*.txt, labelled by headings) and/or labelled .jsonl files")
     p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    p.add_argument("--dev-fraction", type=float, default=s.dev_fraction, help="share of paragraphs for dev (default %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=s.test_fraction, help="share of paragraphs for test (default %(default)s)")
+    p.add_argument("--dev-fraction", type=_split_share, default=s.dev_fraction, help="share of paragraphs for dev (default %(default)s)")
+    p.add_argument("--test-fraction", type=_split_share, default=s.test_fraction, help="share of paragraphs for test (default %(default)s)")
     p.add_argument("--test-from", nargs="*", default=None, help="draw the test reports only from these corpora (e.g. the real reports)")
     p.add_argument("--train-from", nargs="*", default=None,
                    help="reports of these corpora always go to the training split (e.g. data/corrections, to be learnt)")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from renda.records import DataError
+from renda.records import DataError, created_mode
 
 
 def check_replaceable(final: Path | str, marks: tuple[str, ...]) -> None:
@@ -45,6 +45,7 @@ def staged_directory(final: Path | str, marks: tuple[str, ...]) -> Iterator[Path
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(final)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-{os.getpid()}-"))
+    os.chmod(staging, created_mode(directory=True))  # mkdtemp's 0700 would hide the published folder from other users
     try:
         yield staging
     except BaseException:

@@ -108,6 +108,18 @@ def read_jsonl(path: Path | str, *, require_label: bool = True) -> list[Record]:
     return records
 
 
+def created_mode(directory: bool = False) -> int:
+    """The mode a plain open() or mkdir() would give under this process's umask (read without
+    changing it, so no other thread sees a different one): temporary files are made 0600 and
+    folders 0700, which would keep a published model from a service running as another user."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            mask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = 0o022
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     """`write(a temporary path beside it)`, then rename into place: readers never see half a file, and
     a failure leaves the old file as it was and no temporary one. The temporary name keeps the
@@ -118,6 +130,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     os.close(handle)
     try:
         write(Path(tmp))
+        os.chmod(tmp, created_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

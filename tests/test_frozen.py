@@ -101,6 +101,8 @@ def test_layer_truncation_keeps_the_bottom_layers(base4):
     assert len(kept.bert.encoder.layer) == 2 and kept.config.num_hidden_layers == 2
     for name, value in kept.bert.state_dict().items():
         assert torch.equal(value, full.bert.state_dict()[name])  # the same pretrained weights, the top two dropped
+    with pytest.raises(ValueError, match="has 4"):
+        build_model(str(base4), config_of(layers=5))  # a fifth layer would be random weights
 
 
 def test_length_batches_pad_little_and_cover_every_row_once():

@@ -67,3 +67,24 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
         atomic_write_text(target, json.dumps(GOOD) * 3)
     assert target.read_text(encoding="utf-8") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # the temporary file is gone too
+
+
+def test_written_files_and_published_folders_take_the_umask_mode(tmp_path):
+    """Temporary files and folders are created private (0600, 0700); what is published takes the mode
+    a plain write would, so a service running as another user can read a model folder."""
+    import os
+    import stat
+
+    from model.publish import staged_directory
+    from renda.records import atomic_write_text, created_mode
+
+    previous = os.umask(0o022)
+    try:
+        assert created_mode() == 0o644 and created_mode(directory=True) == 0o755
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with staged_directory(tmp_path / "model", ("a.json",)) as staging:
+            (staging / "a.json").write_text("{}", encoding="utf-8")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from renda.parsing import parse_report
 from renda.readers import read_report
-from renda.records import atomic_write_text, read_text_file
+from renda.records import DataError, atomic_write_text, read_text_file
 
 RENDERERS = ("gb18030", "html", "pdf", "docx")
 SUFFIX = {"gb18030": ".txt", "html": ".html", "pdf": ".pdf", "docx": ".docx"}
@@ -127,10 +127,11 @@ def check_formats(corpus: Path, out: Path, predictor=None, kinds: tuple[str, ...
     results: dict[str, dict] = {kind: {"reports": 0, "paragraphs": 0, "same": 0, "extra": 0, "boilerplate": 0,
                                        "labelled": 0, "same_label": 0, "failed": [], "encodings": {},
                                        "read_seconds": 0.0, "label_seconds": 0.0} for kind in kinds}
+    reports = [path for path in sorted(Path(corpus).glob("*.txt")) if path.name.lower() != "readme.txt"]
+    if not reports:
+        raise DataError(corpus, "no .txt reports here to render and read back")
     read_report("warm-up.docx", render_docx("人大\n工作"))  # the reader's worker process starts once, not in a figure
-    for path in sorted(Path(corpus).glob("*.txt")):
-        if path.name.lower() == "readme.txt":
-            continue
+    for path in reports:
         original = read_text_file(path)
         title = lines_of(original)[0]
         want_labels = _section_labels(label_report, predictor, original) if predictor is not None else None

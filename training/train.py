@@ -29,7 +29,7 @@ from model.plans_judge import JUDGE_DIR
 from model.predictor import META_FILE
 from model.publish import check_replaceable, staged_directory
 from renda.labels import LABELS
-from renda.records import Record
+from renda.records import DataError, Record
 from training.config import TrainConfig
 from training.dataset import load_split, row_weights
 from training.evaluate import evaluate_predictor, fit_report_combiner, held_out_metrics, predict_records
@@ -68,6 +68,12 @@ def build_model(base_model: str, config: TrainConfig):
     from model.pooling import classifier_class
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if config.layers:  # more than the base has would add layers of random weights, silently
+        from transformers import AutoConfig
+
+        has = AutoConfig.from_pretrained(base_model).num_hidden_layers
+        if config.layers > has:
+            raise DataError("layers", f"keeps the bottom {config.layers} layers, but {base_model} has {has}")
     model = classifier_class(config.pooling).from_pretrained(
         base_model,
         num_labels=len(LABELS),
@@ -253,7 +259,7 @@ def train_bert(dataset_dir: Path, out_dir: Path, base_model: str, config: TrainC
         "model_id": f"{out_dir.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}",
         "base_model": base_model,
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": str(dataset_dir),
+        "dataset": str(Path(dataset_dir).resolve()),  # absolute: `renda export` may run from another folder
         "fingerprint": fingerprint,
     }
     tuned = fine_tune(train, dev, base_model, config, meta, progress)
