@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from model.calibration import is_uncertain, stored_temperatures
 from model.context import heading_path_of
@@ -94,7 +94,7 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
 
 @router.post(UPLOAD_PATH, response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, include_in_schema=False)
 def classify_report_file(request: Request, file: Annotated[UploadFile, File()],
-                         min_score: Annotated[float | None, Form(ge=0, le=1)] = None) -> ReportResponse:
+                         min_score: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None) -> ReportResponse:
     """POST /v1/reports with a file: read by renda/readers.py (size checked first, parsed in a worker
     process with a time limit), then labelled as a JSON body's text is."""
     settings = request.app.state.settings
@@ -220,3 +220,15 @@ def readyz(request: Request):
     except ModelNotReady as error:
         return JSONResponse(status_code=503, content=Ready(ready=False, detail=str(error)).model_dump())
     return Ready(ready=True, model=predictor.model_id)
+
+
+# Probes that send HEAD: the same status, no body (apart from GET, so the OpenAPI operations stay unique)
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    return Response(status_code=200)
+
+
+@router.head("/readyz", include_in_schema=False)
+def readyz_head(request: Request) -> Response:
+    answer = readyz(request)
+    return Response(status_code=answer.status_code if isinstance(answer, Response) else 200)

@@ -82,8 +82,8 @@ class ClassifyRequest(BaseModel):
         ..., min_length=1,
         description="paragraphs to label, in order: each a string, or an object `{text, heading, heading_path}` "
                     "giving the headings above it (read as context); a request may mix both")
-    top_k: int = Field(3, ge=1, le=7, description="how many labels to list in `top`")
-    min_score: float | None = Field(None, ge=0, le=1, strict=True, description=MIN_SCORE_DOC)  # strict: a JSON number, not true or "0.5"
+    top_k: int = Field(3, ge=1, le=7, strict=True, description="how many labels to list in `top`")  # a JSON integer, not "3" or true
+    min_score: float | None = Field(None, ge=0, le=1, strict=True, allow_inf_nan=False, description=MIN_SCORE_DOC)  # strict: a JSON number, not true or "0.5"
 
 
 class ParagraphResult(BaseModel):
@@ -107,7 +107,7 @@ class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(..., min_length=1, description="a whole report as plain text")
-    min_score: float | None = Field(None, ge=0, le=1, strict=True, description=MIN_SCORE_DOC.replace("`score`", "own `score`"))
+    min_score: float | None = Field(None, ge=0, le=1, strict=True, allow_inf_nan=False, description=MIN_SCORE_DOC.replace("`score`", "own `score`"))
 
 
 Source = Literal["heading", "model", "vote"]

@@ -94,6 +94,9 @@ def test_health_and_ready(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["ready"] is True and ready.json()["model"]
+    for path in ("/healthz", "/readyz"):  # probes that send HEAD
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
 
 
 def test_request_id_is_echoed_or_made(client):
@@ -619,6 +622,8 @@ OK = PARAGRAPHS[0]
         ({"paragraphs": [OK], "top_k": 0}, 422, "top_k", ["greater than or equal to 1"]),
         ({"paragraphs": [OK], "top_k": 99}, 422, "top_k", ["less than or equal to 7"]),
         ({"paragraphs": [OK], "top_k": "three"}, 422, "top_k", ["integer"]),
+        ({"paragraphs": [OK], "top_k": "3"}, 422, "top_k", ["integer"]),  # strict, as min_score is
+        ({"paragraphs": [OK], "top_k": True}, 422, "top_k", ["integer"]),
         ({"paragraphs": ["hello world"]}, 422, "paragraphs[0]", ["no Chinese"]),
         ({"paragraphs": ["人大\u0000工作"]}, 422, "paragraphs[0]", ["control character", "U+0000"]),
         ({"paragraphs": [OK, "人大\u0007工作"]}, 422, "paragraphs[1]", ["control character", "U+0007"]),
@@ -708,6 +713,12 @@ def test_malformed_json(client, path, body):
 def test_an_unreadable_body_says_why(client, path, body, fragments):
     """Bodies FastAPI cannot read past JSON's syntax (its own answer: "There was an error parsing the body")."""
     assert_problem(raw(client, path, body), 400, "body", *fragments)
+
+
+def test_min_score_not_a_number_is_refused_as_such(client):
+    """Python's JSON reader takes the NaN literal; it is no score to compare with."""
+    body = '{"paragraphs": ["人大工作"], "min_score": NaN}'
+    assert_problem(raw(client, "/v1/classify", body), 422, "min_score", "finite")
 
 
 @pytest.mark.parametrize("path", ["/v1/classify", "/v1/reports"])
@@ -905,6 +916,7 @@ def test_a_bad_file_gets_its_reason(client, name, data, status, fragment):
 
 def test_upload_form_fields_are_checked(client):
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score=2), 422, "min_score")
+    assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score="nan"), 422, "min_score", "finite")
     assert_problem(client.post("/v1/reports", files={"other": ("r.txt", b"x")}), 422, "file")
 
 
