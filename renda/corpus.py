@@ -73,6 +73,29 @@ def latest_rows(rows: list[Record]) -> list[Record]:
     return [r for i, r in enumerate(rows) if last[dedupe_key(r.text)] == i]
 
 
+def report_text(path: Path) -> str:
+    """A .txt report in any common encoding of Chinese, as `renda classify` reads one (reports are
+    published in GB18030 as often as in UTF-8): UTF-8 as ever, else the encoding detected."""
+    try:
+        return read_text_file(path)
+    except DataError as not_utf8:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8-sig")
+            raise  # UTF-8 after all: the file is empty or unreadable, as the error says
+        except UnicodeDecodeError:
+            pass
+        from renda.readers import decode_text
+
+        try:
+            text, _ = decode_text(str(path), raw)
+        except DataError:
+            raise not_utf8 from None  # no one encoding throughout (UTF-8 lines among GBK ones): the line that is not UTF-8
+    if not text.strip():
+        raise DataError(path, "the file is empty")
+    return text
+
+
 def load_corpus(paths: list[Path | str]) -> Corpus:
     """All labelled paragraphs of the given corpora, deduplicated by text (first one wins)."""
     corpus = Corpus()
@@ -82,7 +105,7 @@ def load_corpus(paths: list[Path | str]) -> Corpus:
         if path.suffix == ".jsonl":
             labelled, unlabelled = latest_rows(with_heading_paths(read_jsonl(path))), []
         else:
-            labelled, unlabelled = label_report_text(read_text_file(path), path.stem)
+            labelled, unlabelled = label_report_text(report_text(path), path.stem)
         corpus.unlabelled += unlabelled
         for record in labelled:
             key = dedupe_key(record.text)

@@ -48,6 +48,12 @@ def test_empty_and_non_utf8_files(tmp_path):
         read_text_file(gbk)
     with pytest.raises(DataError, match="gbk.txt:2"):
         load_corpus([tmp_path / "gbk.txt"])
+    # a report wholly in GB18030, as many are published: read as `renda classify` reads it
+    published = tmp_path / "published" / "baisha-2024.txt"
+    published.parent.mkdir()
+    published.write_bytes("一、立法工作\n制定条例三件，修改条例两件。\n二、监督工作\n听取审议专项工作报告九个。\n".encode("gb18030"))
+    records = load_corpus([published.parent]).records
+    assert [r.text for r in records][-1] == "听取审议专项工作报告九个。" and {r.label for r in records} >= {"legislation", "supervision"}
 
 
 def test_missing_corpus_path(tmp_path):
