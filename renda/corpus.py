@@ -59,6 +59,10 @@ def corpus_files(paths: list[Path | str]) -> list[Path]:
         for p in found[start:]:
             given.setdefault(p, number)
     found = [p for p in found if p.name.lower() != "readme.txt"]
+    reports: dict[str, Path] = {}  # a .txt report's id is its file name: two of one name would merge into one report
+    for p in dict.fromkeys(found):
+        if p.suffix == ".txt" and reports.setdefault(p.stem, p.resolve()) != p.resolve():  # one file named twice is one
+            raise DataError(p, f"another report has the same name ({reports[p.stem]}); a report's file name is its id: rename one")
     return sorted(dict.fromkeys(found), key=lambda p: (p.suffix != ".jsonl", given[p] if p.suffix == ".jsonl" else 0, str(p)))
 
 

@@ -61,6 +61,16 @@ def test_missing_corpus_path(tmp_path):
         load_corpus([tmp_path / "nowhere"])
 
 
+def test_two_reports_of_one_name_are_refused_not_merged(tmp_path):
+    """A report's id is its file name: a/x.txt and b/x.txt would be one report to the splits."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.txt").write_text(f"一、立法工作\n{folder}制定条例三件。\n", encoding="utf-8")
+    with pytest.raises(DataError, match="another report has the same name"):
+        load_corpus([tmp_path])
+    assert load_corpus([tmp_path / "a", str(tmp_path / "a" / "x.txt")]).records  # one file named twice is one report
+
+
 def test_atomic_write_leaves_nothing_half_written(tmp_path):
     target = tmp_path / "out.jsonl"
     write_jsonl(target, [GOOD])
