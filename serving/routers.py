@@ -7,7 +7,7 @@ import hmac
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from model.calibration import is_uncertain, stored_temperatures
@@ -167,12 +167,13 @@ def retrain_status(request: Request) -> RetrainStatus:
     return RetrainStatus(**request.app.state.retrainer.status())
 
 
-@router.post("/v1/corrections", response_model=CorrectionsResponse, status_code=201, responses=WRITE_ERRORS, tags=["labels"])
+# the token as a dependency: checked before the body is validated, so a caller without it learns nothing of the checks
+@router.post("/v1/corrections", response_model=CorrectionsResponse, status_code=201, responses=WRITE_ERRORS, tags=["labels"],
+             dependencies=[Depends(require_admin)])
 def store_corrections(body: CorrectionsRequest, request: Request) -> CorrectionsResponse:
     """Store reviewed labels as training rows: appended to `<report_id>.jsonl` in the corrections folder
     (setting `CORRECTIONS_DIR`), one file per report. Every row is checked first; a bad one stores nothing.
     Needs the admin token when ADMIN_TOKEN is set."""
-    require_admin(request)
     settings = request.app.state.settings
     records = check_rows([r.model_dump() for r in body.records], settings.max_paragraph_chars)
     written = append_corrections(settings.corrections_dir, records)

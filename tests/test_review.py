@@ -161,6 +161,8 @@ def test_write_actions_need_the_token(client, tmp_path):
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", response.text
         assert response.json()["errors"][0]["field"] == "authorization"
         assert client.post("/v1/retrain", headers=headers).status_code == 401
+        bad = client.post("/v1/corrections", json={"records": [{**ROW, "label": "nope"}]}, headers=headers)
+        assert bad.status_code == 401  # the token before the body: no word on what the checks are
     assert not (tmp_path / "corrections").exists()  # nothing written
     assert client.get("/v1/retrain").json()["status"] == "idle"  # nothing started
     ok = client.post("/v1/corrections", json={"records": [ROW]}, headers={"authorization": f"Bearer {TOKEN}"})
