@@ -443,6 +443,8 @@ def classify(args) -> int:
     from model.loading import load_predictor
 
     inputs = [(path, read_input(path)) for path in args.files]  # all checked before the model loads
+    if args.out is not None:
+        check_output_file(args.out)
     predictor = load_predictor(args.model)
     rows: list[dict] = []
     for path, content in tqdm(inputs, desc="classifying", disable=len(inputs) < 2):
@@ -450,6 +452,15 @@ def classify(args) -> int:
     fmt = args.format or ("csv" if args.out and args.out.suffix == ".csv" else "jsonl")
     write_rows(rows, args.out, fmt, "paragraphs labelled")
     return 0
+
+
+def check_output_file(out: Path) -> None:
+    """Before the work: `out` can be written (not a folder, and in one), so a long run never ends on it."""
+    if out.is_dir():
+        raise DataError(out, "is a folder; give a file name (labels.jsonl, labels.csv)")
+    parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise DataError(out, f"cannot be written: {parent} is a file, not a folder")
 
 
 def write_rows(rows: list[dict], out: Path | None, fmt: str, done: str, fields: list[str] | None = None) -> None:

@@ -421,6 +421,9 @@ def test_bad_settings_and_broken_folders_are_one_line_errors(tmp_path, tiny_mode
     report.write_text("一、立法工作\n制定条例三件。\n", encoding="utf-8")
     code, _, err = run(["classify", report, "--model", broken], capsys)
     assert code == 2 and "error: " in err and "renda_model.json is not valid JSON" in err and "Traceback" not in err
+    for out in (tmp_path, report / "labels.jsonl"):  # a folder; under a file: refused before the model runs
+        code, _, err = run(["classify", report, "--model", tiny_model, "--out", out], capsys)
+        assert code == 2 and ("is a folder" in err or "is a file, not a folder" in err)
     with pytest.raises(SystemExit) as refused:
         main(["train", "--data", str(tmp_path), "--threads", "-1"])
     assert refused.value.code == 2 and "--threads: -1 is below 0" in capsys.readouterr().err
