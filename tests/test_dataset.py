@@ -76,7 +76,7 @@ def test_too_few_reports(tmp_path):
         ("bad.jsonl", '{"report_id": "a", "text": "制定条例。", "label": "law"}\n', "bad.jsonl:1: `label`: unknown label 'law'"),
         ("bad.jsonl", '{"report_id": "a", "label": "other"}\n', "bad.jsonl:1: missing `text`"),
         ("empty.txt", "", "empty.txt: the file is empty"),
-        ("gbk.txt", None, "gbk.txt:1: not UTF-8"),
+        ("gbk.txt", None, "gbk.txt:2: not UTF-8"),  # UTF-8 and GBK lines mixed (a file wholly GBK is read)
     ],
 )
 def test_make_data_stops_on_bad_input_and_writes_nothing(small_corpus, tmp_path, capsys, name, content, expected):
@@ -84,7 +84,7 @@ def test_make_data_stops_on_bad_input_and_writes_nothing(small_corpus, tmp_path,
 
     path = small_corpus / name
     if content is None:
-        path.write_bytes("人大工作报告".encode("gbk"))
+        path.write_bytes("第一行\n".encode() + "第二行是GBK编码".encode("gbk"))
     else:
         path.write_text(content, encoding="utf-8")
     out = tmp_path / "ds"
