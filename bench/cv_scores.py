@@ -212,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "judge":
         from model.baseline import C
-        from renda.records import DataError
         from renda.settings import Settings
         from training.config import load_config
 
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             plans, fold_of = out_of_fold_judge(args.corpus, args.extra_train, args.folds, args.seed, settings.dev_fraction,
                                                chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model)
             judge(args.scores, plans, fold_of, chosen, args.out)
-        except (ValueError, DataError) as error:
+        except ValueError as error:  # a DataError too
             parser.error(str(error))
     elif args.command == "average":
         if len(args.scores) < 2:

@@ -94,13 +94,13 @@ class BaselinePredictor:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        paths = drop_context([path_text(c) for c in contexts_or_empty(contexts, len(texts))], context_dropout, random.Random(seed))
+        paths = drop_context([path_text(path) for path in contexts_or_empty(contexts, len(texts))], context_dropout, random.Random(seed))
         tfidf = TfidfVectorizer(analyzer=analyser(words), sublinear_tf=True, min_df=1, max_features=200_000)
         features = tfidf.fit_transform(documents(texts, paths))
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed).fit(features, labels, sample_weight=sample_weight)
         vocabulary = {term: int(i) for term, i in tfidf.vocabulary_.items()}
         meta = {**meta, "context_dropout": context_dropout, **({"units": WORDS} if words else {})}
-        return cls(vocabulary, tfidf.idf_, clf.coef_, clf.intercept_, [str(c) for c in clf.classes_], label_names, meta, words)
+        return cls(vocabulary, tfidf.idf_, clf.coef_, clf.intercept_, [str(k) for k in clf.classes_], label_names, meta, words)
 
     @classmethod
     def load(cls, model_dir: Path | str, meta: dict | None = None, words: WordPieces | None = None) -> "BaselinePredictor":

@@ -199,10 +199,12 @@ def prepare_report(text: str) -> tuple[list[Paragraph], list[Unit], list[list[st
     return paragraphs, paragraph_units(paragraphs, segments=segments), heading_paths(paragraphs, segments)
 
 
-def label_report(predictor: Predictor, text: str, combiner: Combiner | None = None) -> ReportLabels:
+def label_report(predictor: Predictor, text: str, combiner: Combiner | None = None,
+                 prepared: tuple[list[Paragraph], list[Unit], list[list[str]]] | None = None) -> ReportLabels:
     """Parse, find the report's parts and units once, predict every paragraph with its heading
-    path, and give each unit the label its rules and its paragraphs together point to."""
-    paragraphs, units, paths = prepare_report(text)
+    path, and give each unit the label its rules and its paragraphs together point to.
+    `prepared`: `prepare_report(text)` when the caller has it already (the service checks it first)."""
+    paragraphs, units, paths = prepared or prepare_report(text)
     predictions = predictor.predict([p.text for p in paragraphs], paths)
     combiner = combiner or Combiner.from_meta(getattr(predictor, "info", None))
     section_labels, sources = combine(units, predictions, predictor.labels, combiner)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from model.calibration import is_uncertain, stored_temperatures
 from model.context import heading_path_of
-from model.reports import label_report
+from model.reports import label_report, prepare_report
 from model.review import explain, prediction_doubt
 from renda.labels import LABELS
 from renda.labels import load_rules
@@ -25,7 +25,9 @@ from serving.schemas import (
     ReportSection,
 )
 from serving.service import ModelNotReady, ModelService
-from serving.validation import InputProblem, check_explain, check_heading_path, check_paragraphs, check_report, check_text
+from serving.validation import (
+    InputProblem, check_explain, check_heading_path, check_paragraphs, check_report, check_report_paragraphs, check_text,
+)
 
 router = APIRouter()
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
@@ -112,8 +114,10 @@ def classify_report_file(request: Request, file: Annotated[UploadFile, File()],
 
 def _label_report(request: Request, text: str, min_score: float | None) -> ReportResponse:
     check_report(text, request.app.state.settings)
+    prepared = prepare_report(text)  # parsed once: checked, then labelled
+    check_report_paragraphs(prepared[0], request.app.state.settings)
     batched = _Batched(_service(request))
-    result = label_report(batched, text)
+    result = label_report(batched, text, prepared=prepared)
     paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], min_score)) for row in result.rows()]
     sections = [ReportSection(**asdict(s)) for s in result.sections]
     return ReportResponse(model=batched.model_id, paragraphs=paragraphs, sections=sections, counts=result.counts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from model.context import heading_path_problem
 from model.review import occlusion_variants
-from renda.parsing import bad_character, has_chinese, parse_report
+from renda.parsing import Paragraph, bad_character, has_chinese
 from renda.settings import Settings
 from serving.schemas import ParagraphInput
 
@@ -58,10 +58,13 @@ def check_heading_path(where: str, heading: str | None, heading_path: list[str] 
 
 
 def check_report(text: str, settings: Settings) -> None:
-    """The report's length, then each paragraph's as the parser cuts them: a paragraph is held to the
-    limit a paragraph sent alone has (one that long is mostly a report whose line breaks were lost)."""
     check_text("text", text, settings.max_report_chars)
-    for i, paragraph in enumerate(parse_report(text)):
+
+
+def check_report_paragraphs(paragraphs: list[Paragraph], settings: Settings) -> None:
+    """Each paragraph as the parser cut the report is held to the limit a paragraph sent alone has
+    (one that long is mostly a report whose line breaks were lost)."""
+    for i, paragraph in enumerate(paragraphs):
         if len(paragraph.text) > settings.max_paragraph_chars:
             raise InputProblem("text", f"paragraph {i + 1} has {len(paragraph.text):,} characters; a paragraph may have "
                                        f"{settings.max_paragraph_chars:,} at most (did the report lose its line breaks?)", 413)

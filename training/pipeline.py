@@ -18,7 +18,7 @@ from model.baseline import BaselinePredictor
 from training.recipes import fit_baseline, fuse, judge, shared_settings  # noqa: F401 (the pipeline's names too)
 from model import baseline as model_baseline
 from model import plans_judge as model_plans_judge
-from model.predictor import META_FILE
+from model.predictor import META_FILE, read_meta
 from model.loading import load_predictor
 from model.publish import check_replaceable, staged_directory
 from renda.corpus import label_records, load_corpus, report_runs
@@ -59,15 +59,13 @@ NEEDED_FILES = {"baseline": ("vocabulary.json", "weights.npz"),
 def is_current(model_dir: Path, print_name: str, expected: str) -> bool:
     """True (and says so) when `model_dir` was trained from exactly this dataset and recipe and its
     files are all there; a folder broken since (a file missing, its metadata unreadable) is retrained."""
-    meta_path = Path(model_dir) / META_FILE
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_meta(model_dir)  # a JSON object, or an error saying what is wrong
     except (OSError, ValueError):
         return False
-    judge = meta.get("plans_judge") if isinstance(meta, dict) else None
+    judge = meta.get("plans_judge")
     needed = [*NEEDED_FILES[print_name], *([f"{judge['model']}/{META_FILE}"] if isinstance(judge, dict) and judge.get("model") else [])]
-    if (isinstance(meta, dict) and meta.get("fingerprint") == expected
-            and all((Path(model_dir) / name).is_file() for name in needed)):
+    if meta.get("fingerprint") == expected and all((Path(model_dir) / name).is_file() for name in needed):
         print(f"{print_name} in {model_dir} is up to date (same data and settings); skipped")
         return True
     return False
