@@ -238,10 +238,10 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
     app.include_router(router)
     install_page(app)  # GET /: the review page
     install_error_handlers(app)
-    install_request_log(app)
     if settings.cors_origins:  # off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes + UPLOAD_OVERHEAD)
+    install_request_log(app)  # added last, so outermost: the body limit's 413 and 415 are logged and carry the request id too
     return app
 
 

@@ -102,6 +102,11 @@ def test_health_and_ready(client):
 def test_request_id_is_echoed_or_made(client):
     assert client.get("/healthz", headers={"x-request-id": "abc123"}).headers["x-request-id"] == "abc123"
     assert client.get("/healthz").headers["x-request-id"]
+    # the body limit's own answers too (they come before the app, and once came without it)
+    too_big = raw(client, "/v1/classify", b"x" * (MAX_BODY_BYTES + 1), {**JSON, "x-request-id": "big1"})
+    assert too_big.status_code == 413 and too_big.headers["x-request-id"] == "big1"
+    wrong_type = raw(client, "/v1/classify", b"x", {"content-type": "text/plain"})
+    assert wrong_type.status_code == 415 and wrong_type.headers["x-request-id"]
 
 
 def test_labels(client):
