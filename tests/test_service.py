@@ -922,6 +922,8 @@ def test_a_bad_file_gets_its_reason(client, name, data, status, fragment):
 def test_upload_form_fields_are_checked(client):
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score=2), 422, "min_score")
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score="nan"), 422, "min_score", "finite")
+    # a form field named `file` that is no file part (no file name): said so, not as a type error
+    assert_problem(upload(client, "", "人大工作报告".encode()), 422, "file", "a file part with a file name")
     assert_problem(client.post("/v1/reports", files={"other": ("r.txt", b"x")}), 422, "file")
 
 
