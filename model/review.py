@@ -92,6 +92,17 @@ def occlusion_variants(text: str, heading_path: list[str] | None = None) -> list
     return variants + [(text, path[:i] + path[i + 1:]) for i in range(len(path))]
 
 
+def occlusion_size(text: str, heading_path: list[str] | None = None) -> tuple[int, int]:
+    """(readings, characters) of `occlusion_variants`, counted without building them: a check must not
+    itself cost what it guards against (the variants of a long paragraph of short sentences take
+    hundreds of MB)."""
+    parts = sentences(text)
+    left_out = parts if len(parts) > 1 else []
+    path = list(heading_path or [])
+    readings = 1 + len(left_out) + len(path)
+    return readings, len(text) * readings - sum(map(len, left_out))
+
+
 def explain(predictor: Predictor, text: str, heading_path: list[str] | None = None, label: str | None = None) -> dict:
     """Occlusion over the paragraph's sentences and its heading path: one batch holds the paragraph
     as given and each variant with one part left out; each part's effect on the label's score (the

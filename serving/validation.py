@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 from model.context import heading_path_problem
-from model.review import occlusion_variants
+from model.review import occlusion_size
 from renda.parsing import Paragraph, bad_character, has_chinese
 from renda.settings import Settings
 from serving.schemas import ParagraphInput
@@ -72,9 +72,8 @@ def check_report_paragraphs(paragraphs: list[Paragraph], settings: Settings) -> 
 
 def check_explain(text: str, heading_path: list[str], settings: Settings) -> None:
     """What the explanation would read in all (model/review.py: the paragraph once per part left out)."""
-    variants = occlusion_variants(text, heading_path)
-    total = sum(len(t) for t, _ in variants)
+    readings, total = occlusion_size(text, heading_path)
     if total > settings.max_explain_chars:
-        raise InputProblem("text", f"explaining it reads the paragraph {len(variants):,} times (whole, and without each "
+        raise InputProblem("text", f"explaining it reads the paragraph {readings:,} times (whole, and without each "
                                    f"sentence and heading in turn): {total:,} characters; the limit is "
                                    f"{settings.max_explain_chars:,}; explain a shorter paragraph", 413)

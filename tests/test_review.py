@@ -117,6 +117,14 @@ def test_explain_endpoint(client):
     assert client.post("/v1/explain", json={"text": "no chinese"}).status_code == 422
 
 
+def test_the_occlusion_size_is_counted_as_the_variants_would_read():
+    from model.review import occlusion_size, occlusion_variants
+
+    for text, path in (("审议。" * 60, []), ("召开座谈会一次。听取意见。", ["今后工作", "一、重点"]), ("一句话", ["一、立法"])):
+        variants = occlusion_variants(text, path)
+        assert occlusion_size(text, path) == (len(variants), sum(len(t) for t, _ in variants))
+
+
 def test_an_explanation_that_would_read_too_much_is_refused_before_the_model_runs():
     """Occlusion reads the paragraph once per sentence: many short sentences make it quadratic, so its
     total is held to MAX_EXPLAIN_CHARS (413, nothing predicted); within the limit it is explained."""
