@@ -137,7 +137,7 @@ search: base-model
 
 # Would averaging the search's encoders pay? Their out-of-fold probabilities averaged and scored
 # (e.g. after make search SEARCH="seed=13 seed=1 seed=2"): reports/…/cv-ensemble/cv_ensemble.md
-.PHONY: cv-ensemble cv-ceiling cv-judge
+.PHONY: cv-ensemble cv-ceiling cv-judge learning-curve
 cv-ensemble: $(VENV)/.installed
 	$(BIN)/python -m bench.cv_scores average $(wildcard $(SEARCH_OUT)/bert-*-cv-scores.jsonl) --out $(SEARCH_OUT)/cv-ensemble
 # How far the paragraph alone could go if plans-or-not were judged perfectly (then self_building/leadership)
@@ -151,6 +151,17 @@ JUDGE ?=
 cv-judge: $(VENV)/.installed
 	$(BIN)/python -m bench.cv_scores judge $(CV_JUDGE_SCORES) --corpus $(CV_CORPUS) --extra-train $(or $(CV_EXTRA),data/starter) \
 	  --folds $(FOLDS) --seed $(SEED) $(JUDGE) --out $(SEARCH_OUT)/cv-judge
+# Would more labelled reports lift the figures? The recipe as configured, cross-validated on the same folds
+# with each fold trained on a share of its training reports (the starter corpus whole): about 8 minutes a
+# share → $(CURVE_OUT)/curve.md (docs/encoder-recipe.md, round 12)
+CURVE_SHARES ?= 0.25 0.5 0.75 1
+CURVE_OUT    ?= reports/curve
+learning-curve: base-model
+	set -e; for share in $(CURVE_SHARES); do \
+	  $(RENDA) crossval --corpus $(CV_CORPUS) --extra-train $(or $(CV_EXTRA),data/starter) --folds $(FOLDS) --models baseline bert \
+	    --train-share $$share --out $(CURVE_OUT)/share-$$share --base-model $(BASE_MODEL) --threads $(THREADS) --seed $(SEED); \
+	done
+	$(BIN)/python -m bench.cv_scores curve $(foreach share,$(CURVE_SHARES),$(CURVE_OUT)/share-$(share)) --out $(CURVE_OUT)
 
 check-labeller: $(VENV)/.installed
 	$(RENDA) check-labeller $(wildcard ../shared/corpus/*.jsonl) --out reports/labeller_agreement.json

@@ -47,6 +47,14 @@ def _split_share(value: str) -> float:
     return number
 
 
+def _train_share(value: str) -> float:
+    """A share of a fold's training reports: above 0 (something must train) and at most 1."""
+    number = _share(value)
+    if number == 0.0:
+        raise argparse.ArgumentTypeError(f"{value} is not above 0")
+    return number
+
+
 def _counter(least: int):
     """An argparse type: a whole number of at least `least` (0 for threads: all cores)."""
     def count(value: str) -> int:
@@ -144,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, folds.json, confusion.png, errors.jsonl, comparison.md")
     p.add_argument("--context-dropout", type=float, default=None, help="override `context_dropout` of the config (share of training rows without their heading path)")
     p.add_argument("--starter-weight", type=float, default=None, help="override `starter_weight` of the config (loss weight of starter-corpus paragraphs)")
+    p.add_argument("--train-share", type=_train_share, default=1.0, metavar="S",
+                   help="train each fold on this share of its training reports, above 0 and at most 1 (the starter corpus "
+                        "whole; a smaller share's reports are among a larger one's): a learning curve (default %(default)s)")
     _add_recipe(p, s)
     _add_common(p)
 
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_crossval(args.corpus, args.out, args.folds, args.models, seed, args.extra_train or None,
                          args.base_model, args.config, args.threads, settings.dev_fraction, args.variants or None,
-                         **{"epochs": args.epochs, "max_steps": args.max_steps, "context_dropout": args.context_dropout,
+                         args.train_share, **{"epochs": args.epochs, "max_steps": args.max_steps, "context_dropout": args.context_dropout,
                             "starter_weight": args.starter_weight, **dict(args.set)})
         elif args.command == "check-labeller":
             from training.pipeline import run_check_labeller

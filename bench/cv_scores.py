@@ -24,6 +24,12 @@ judge's, the other labels sharing the rest in the encoder's proportions. The jud
 (units, C, starter weight) may differ from training/config.toml's, which is what this is for
 (docs/encoder-recipe.md, rounds 8-11). Labels only: the judged scores' temperature, which moves no
 label, is fitted in cross-validation, not here. Writes cv_judge.json and .md.
+
+`curve` (`make learning-curve`): would more labelled reports lift the figures, and by how much?
+Given the folders of cross-validations on the same folds, each fold trained on a share of its
+training reports (`renda crossval --train-share`), one table: for each share the corpus's training
+reports and paragraphs per fold and every recipe's macro-F1 in each mode, with its weakest label alone. Writes
+curve.json and .md.
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ def ceiling(path: str, groups: list[list[str]], mode: str, out: Path | str) -> d
 
 
 def out_of_fold_judge(corpus: list[str], extra_train: list[str], folds: int, seed: int, dev_fraction: float,
-                      units: str, starter_weight: float, c: float, base_model: str) -> tuple[dict, dict]:
+                      units: str, starter_weight: float, c: float, base_model: str, train_share: float = 1.0) -> tuple[dict, dict]:
     """(P(plans) of each corpus paragraph by a judge that never saw its report, fold of each report),
     keyed as cross-validation numbers paragraphs: (report, index within the report in corpus order)."""
     from model.baseline import WORDS
@@ -144,12 +150,19 @@ def out_of_fold_judge(corpus: list[str], extra_train: list[str], folds: int, see
         tokenizer = AutoTokenizer.from_pretrained(base_model)
     plans = {}
     for k, group in enumerate(groups):
-        train, _ = fold_partition([r for r in records if r.report_id not in group], extra, seed, dev_fraction)
+        train, _ = fold_partition([r for r in records if r.report_id not in group], extra, seed, dev_fraction, train_share)
         model = fit_plans_judge(train, seed, None, row_weights(train, starter_weight), tokenizer, c)
         keys = [key for key in keyed if fold_of[key[0]] == k]
         for key, verdict in zip(keys, model.predict([keyed[key].text for key in keys])):
             plans[key] = verdict.scores[PLANS]
     return plans, fold_of
+
+
+def run_train_share(scores: str) -> float:
+    """The share of each fold's training reports a cross-validation trained on, as its folds.json
+    (written beside its score files) records it; 1 when it records none (runs before the option)."""
+    folds = Path(scores).parent / "folds.json"
+    return float(json.loads(folds.read_text(encoding="utf-8")).get("train_share", 1.0)) if folds.is_file() else 1.0
 
 
 def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Path | str) -> dict:
@@ -187,6 +200,38 @@ def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Pat
     return result
 
 
+def curve(runs: list[str], out: Path | str) -> dict:
+    """One row per (share, recipe) of the cross-validation folders `runs` (their folds.json and metrics.json)."""
+    rows = []
+    for run in runs:
+        folds_file, metrics_file = Path(run) / "folds.json", Path(run) / "metrics.json"
+        if not (folds_file.is_file() and metrics_file.is_file()):
+            raise ValueError(f"{run}: not a finished cross-validation (no folds.json and metrics.json)")
+        folds = json.loads(folds_file.read_text(encoding="utf-8"))
+        models = json.loads(metrics_file.read_text(encoding="utf-8"))["models"]
+        recipes = sorted({name.rpartition("-cv-")[0] for name in models})
+        for recipe in recipes:
+            alone = models[f"{recipe}-cv-alone"]
+            weakest = min((label for label, v in alone["per_label"].items() if v["support"]), key=lambda label: alone["per_label"][label]["f1"])
+            rows.append({"run": str(run), "train_share": folds.get("train_share", 1.0),
+                         "train_reports": folds.get("train_reports"), "train_paragraphs": folds.get("train_paragraphs"), "recipe": recipe,
+                         **{mode: models[f"{recipe}-cv-{mode}"]["macro_f1"] for mode in ("alone", "path", "report")},
+                         "weakest_alone": [weakest, alone["per_label"][weakest]["f1"]]})
+    rows.sort(key=lambda r: (r["recipe"], r["train_share"]))
+    lines = ["| recipe | share of training reports | corpus reports per fold | their paragraphs | alone | path | report | weakest label alone |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['recipe']} | {r['train_share']:.2f} | {'/'.join(map(str, r['train_reports'] or [])) or '-'} | "
+              f"{'/'.join(map(str, r['train_paragraphs'] or [])) or '-'} | "
+              f"{r['alone']:.3f} | {r['path']:.3f} | {r['report']:.3f} | {r['weakest_alone'][0]} {r['weakest_alone'][1]:.3f} |"
+              for r in rows]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "curve.json", json.dumps(rows, ensure_ascii=False, indent=2))
+    atomic_write_text(out / "curve.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return {"rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,19 +253,31 @@ def main(argv: list[str] | None = None) -> int:
     refit.add_argument("--units", choices=("words", "chars"), help="the judge's n-grams (default: training/config.toml's)")
     refit.add_argument("--c", type=float, help="the judge's C (default: the n-gram model's)")
     refit.add_argument("--starter-weight", type=float, help="a starter paragraph's weight (default: training/config.toml's)")
+    refit.add_argument("--train-share", type=float, help="the share of each fold's training reports the run trained on "
+                                                          "(default: its folds.json's, beside the first score file; else 1)")
     refit.add_argument("--out", default="reports/cv-judge")
+    grown = commands.add_parser("curve", help="the figures of cross-validations trained on shares of their reports, one table")
+    grown.add_argument("runs", nargs="+", help="cross-validation folders (renda crossval --train-share S --out DIR)")
+    grown.add_argument("--out", default="reports/curve")
     args = parser.parse_args(argv)
-    if args.command == "judge":
+    if args.command == "curve":
+        try:
+            curve(args.runs, args.out)
+        except ValueError as error:
+            parser.error(str(error))
+    elif args.command == "judge":
         from model.baseline import C
         from renda.settings import Settings
         from training.config import load_config
 
         config, settings = load_config(), Settings()
         chosen = {"units": args.units or config.plans_judge_units, "C": C if args.c is None else args.c,
-                  "starter_weight": config.starter_weight if args.starter_weight is None else args.starter_weight}
+                  "starter_weight": config.starter_weight if args.starter_weight is None else args.starter_weight,
+                  "train_share": run_train_share(args.scores[0]) if args.train_share is None else args.train_share}
         try:
             plans, fold_of = out_of_fold_judge(args.corpus, args.extra_train, args.folds, args.seed, settings.dev_fraction,
-                                               chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model)
+                                               chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model,
+                                               chosen["train_share"])
             judge(args.scores, plans, fold_of, chosen, args.out)
         except ValueError as error:  # a DataError too
             parser.error(str(error))

@@ -22,7 +22,7 @@ from renda.parsing import Paragraph, match_form
 _NUMBER = re.compile(r"^(?:[一二三四五六七八九十]+[、.．]|[（(][一二三四五六七八九十]+[）)])\s*")
 _PLANS_START = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|20\d\d年(?:的)?(?:主要|工作|重点))")
 # A part heading is short: longer headings with a plans word are topic headings
-# (「坚决贯彻党中央决策部署、落实省委工作安排,…」 is leadership, not plans).
+# (a leadership heading that promises to carry out the party committee's 工作安排 is no plans part).
 MAX_PART_HEADING = 20
 HEADING_WEIGHT = 5
 

@@ -274,7 +274,7 @@ def test_cv_judge_refits_the_judge_per_fold_and_judges_the_scores_alone(tmp_path
     figures = result["alone"]["bert-seed=13"]
     assert figures["alone_as_scored"] < 0.3  # deputy everywhere
     assert figures["average_precision_plans_judged"] == 1.0 and figures["alone_judged"] > figures["alone_as_scored"]
-    assert result["judge"] == {"units": "chars", "C": 10.0, "starter_weight": 1.0} and result["paragraphs"] == 18
+    assert result["judge"] == {"units": "chars", "C": 10.0, "starter_weight": 1.0, "train_share": 1.0} and result["paragraphs"] == 18
     assert "| bert-seed=13 |" in (tmp_path / "o" / "cv_judge.md").read_text(encoding="utf-8")
     moved = _scores_file(tmp_path / "moved-cv-scores.jsonl", [{**rows[0], "fold": (rows[0]["fold"] + 1) % 3}, *rows[1:]])
     with pytest.raises(SystemExit):

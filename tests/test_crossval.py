@@ -12,7 +12,7 @@ from renda.labels import LABELS
 from renda.records import DataError, Record
 from tests.conftest import STARTER, TINY_OVERRIDES
 from training.evaluate import cross_validate, report_folds
-from training.pipeline import run_crossval
+from training.pipeline import fold_partition, run_crossval
 
 
 def records_of(sizes: dict[str, int]) -> list[Record]:
@@ -121,3 +121,54 @@ def test_crossval_search_tries_variants_on_the_same_folds_and_reports_timing(tin
     assert all("ece" in m for m in summary.values())
     table = (out / "search.md").read_text(encoding="utf-8")
     assert all(f"| {r} |" in table for r in recipes)
+
+
+def test_a_fold_trained_on_a_share_of_its_reports_keeps_its_dev_and_the_starter_corpus():
+    """`train_share`: the learning curve's folds. A smaller share's reports are among a larger one's,
+    the dev reports and the extra (starter) corpus stay whole."""
+    rest = records_of({f"r{i:02d}": 4 for i in range(20)})
+    extra = records_of({"s1": 3, "s2": 3})
+    full_train, full_dev = fold_partition(rest, extra, 13, 0.15)
+    kept = {}
+    for share in (0.25, 0.5, 1.0):
+        train, dev = fold_partition(rest, extra, 13, 0.15, share)
+        assert dev == full_dev and [r for r in train if r.report_id in ("s1", "s2")] == extra
+        kept[share] = {r.report_id for r in train} - {"s1", "s2"}
+    corpus_train = {r.report_id for r in full_train} - {"s1", "s2"}
+    assert kept[1.0] == corpus_train and len(kept[0.5]) == round(len(corpus_train) / 2)
+    assert kept[0.25] < kept[0.5] < kept[1.0]
+    assert fold_partition(rest, extra, 13, 0.15, 0.5) == fold_partition(rest, extra, 13, 0.15, 0.5)  # deterministic
+    for bad in (0.0, 1.5):
+        with pytest.raises(DataError, match="train_share"):
+            fold_partition(rest, extra, 13, 0.15, bad)
+
+
+def test_a_learning_curve_records_each_share_and_tabulates_them(tmp_path, capsys):
+    from bench import cv_scores
+
+    for share in ("0.5", "1"):
+        assert main(["crossval", "--corpus", str(STARTER), "--folds", "2", "--models", "baseline", "--train-share", share,
+                     "--out", str(tmp_path / f"share-{share}")]) == 0
+    half = json.loads((tmp_path / "share-0.5" / "folds.json").read_text(encoding="utf-8"))
+    whole = json.loads((tmp_path / "share-1" / "folds.json").read_text(encoding="utf-8"))
+    assert half["train_share"] == 0.5 and whole["train_share"] == 1.0 and half["folds"] == whole["folds"]
+    assert all(0 < h < w for h, w in zip(half["train_reports"], whole["train_reports"]))
+    assert all(0 < h < w for h, w in zip(half["train_paragraphs"], whole["train_paragraphs"]))
+    assert "trained on 50% of its training reports" in (tmp_path / "share-0.5" / "comparison.md").read_text(encoding="utf-8")
+    assert cv_scores.main(["curve", str(tmp_path / "share-1"), str(tmp_path / "share-0.5"), "--out", str(tmp_path / "curve")]) == 0
+    rows = json.loads((tmp_path / "curve" / "curve.json").read_text(encoding="utf-8"))
+    assert [(r["recipe"], r["train_share"]) for r in rows] == [("baseline", 0.5), ("baseline", 1.0)]
+    summary = json.loads((tmp_path / "share-0.5" / "metrics.json").read_text(encoding="utf-8"))["models"]
+    assert rows[0]["alone"] == summary["baseline-cv-alone"]["macro_f1"] and rows[0]["train_reports"] == half["train_reports"]
+    assert "| baseline | 0.50 |" in (tmp_path / "curve" / "curve.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):  # a folder that holds no finished cross-validation
+        cv_scores.main(["curve", str(tmp_path), "--out", str(tmp_path / "curve")])
+    assert "not a finished cross-validation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("share", ["0", "1.5", "x"])
+def test_crossval_refuses_a_training_share_outside_zero_to_one(share, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["crossval", "--corpus", str(STARTER), "--train-share", share, "--out", str(tmp_path / "cv")])
+    assert exit_.value.code == 2 and "--train-share" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists()

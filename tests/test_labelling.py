@@ -47,7 +47,7 @@ def test_subsections_carry_labels_under_a_review_container():
 
 
 def test_a_long_heading_with_a_plans_word_is_not_the_plans_part():
-    lines = ["一、坚决贯彻党中央决策部署、落实省委工作安排，牢牢把握人大工作正确政治方向", "常委会坚持党的领导。"]
+    lines = ["一、始终把市委的各项工作安排落到人大工作的每一个环节之中，确保方向不偏", "常委会坚持党的领导。"]
     assert labels_of(lines) == ["leadership", "leadership"]
 
 

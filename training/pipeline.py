@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -195,23 +196,32 @@ def variant_name(variant: dict) -> str:
     return "-".join(["bert", *(f"{k}={v}" for k, v in variant.items())])
 
 
-def fold_partition(rest: list[Record], extra: list[Record], seed: int, dev_fraction: float) -> tuple[list[Record], list[Record]]:
+def fold_partition(rest: list[Record], extra: list[Record], seed: int, dev_fraction: float,
+                   train_share: float = 1.0) -> tuple[list[Record], list[Record]]:
     """A fold's (train, dev), as `make data` splits: dev reports (for early stopping and the fitted
-    weights) drawn from the fold's own training reports, `extra` (the starter corpus) added to train."""
+    weights) drawn from the fold's own training reports, `extra` (the starter corpus) added to train.
+    `train_share` < 1 keeps that share of the fold's training reports (not of `extra`, and the same
+    dev), drawn by `seed` so that a smaller share's reports are among a larger one's: a learning curve."""
+    if not 0.0 < train_share <= 1.0:
+        raise DataError("train_share", f"must be above 0 and at most 1, got {train_share}")
     split_of = assign_splits(rest, seed, dev_fraction, 0.0)
-    return [r for r in rest if split_of[r.report_id] == "train"] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
+    training = sorted({r.report_id for r in rest if split_of[r.report_id] == "train"})
+    random.Random(seed).shuffle(training)
+    kept = set(training[:max(1, round(train_share * len(training)))])
+    return [r for r in rest if r.report_id in kept] + extra, [r for r in rest if split_of[r.report_id] == "dev"]
 
 
 def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], seed: int = 13,
                  extra_train: list[str] | None = None, base_model: str = "",
                  config_path: Path | None = None, threads: int = 0, dev_fraction: float = 0.15,
-                 variants: list[dict] | None = None, **overrides) -> list[Evaluation]:
+                 variants: list[dict] | None = None, train_share: float = 1.0, **overrides) -> list[Evaluation]:
     """Grouped k-fold cross-validation over `corpus`'s reports: each recipe (baseline, bert, and
     fused: their probabilities averaged) is trained k times on the same folds and the same training
     paragraphs, and every paragraph is predicted once by a model that never saw its report, in the
     three modes. `extra_train` corpora are added to every fold's training data, never scored. Each
     fold's whole-report weights, temperatures and fusion weights are fitted on its own dev reports
-    (drawn from its training reports).
+    (drawn from its training reports). `train_share` < 1 trains each fold on that share of its
+    training reports (`fold_partition`; the starter corpus whole): how the figures grow with data.
 
     `variants`: settings to try on top of the config, each cross-validated as its own bert (and
     fused) recipe on the same folds, in one run: a fold's baseline is fitted once for all, and
@@ -237,7 +247,7 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
     baselines: dict[frozenset, BaselinePredictor] = {}  # a fold's baseline, fitted once for every variant
 
     def partition(rest: list[Record]) -> tuple[list[Record], list[Record]]:
-        return fold_partition(rest, extra, seed, dev_fraction)
+        return fold_partition(rest, extra, seed, dev_fraction, train_share)
 
     def baseline(rest: list[Record]) -> BaselinePredictor:
         key = frozenset(r.report_id for r in rest)
@@ -263,7 +273,14 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         return fitted
 
     described = [f"{folds}-fold cross-validation by report over {' '.join(corpus)}"
+                 + (f", each fold trained on {train_share:.0%} of its training reports" if train_share < 1 else "")
                  + (f", {' '.join(extra_train)} added to every fold's training data" if extra_train else "")]
+    starter = {r.report_id for r in extra}
+    # each fold's training reports and paragraphs of the corpus (the starter corpus's come on top): a learning curve's x
+    trained = [[r for r in partition([r for r in records if r.report_id not in set(group)])[0] if r.report_id not in starter]
+               for group in groups]
+    train_reports = [len({r.report_id for r in rows}) for rows in trained]
+    train_paragraphs = [len(rows) for rows in trained]
     evaluations, runs = [], []
     for name, variant in configs.items():
         if runs and models == ["baseline"]:
@@ -282,7 +299,9 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         runs.append({"name": name, "settings": variant.model_dump(), "minutes": minutes})
         # written after every variant: a long search shows its figures as they come
         table = write_evaluations(evaluations, out, described)
-        atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "config": config.model_dump(), "runs": runs},
+        atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "train_share": train_share, "train_reports": train_reports,
+                                                               "train_paragraphs": train_paragraphs,
+                                                               "config": config.model_dump(), "runs": runs},
                                                                ensure_ascii=False, indent=2))
         summary = search_table(evaluations)
         atomic_write_text(Path(out) / "search.md", f"{described[0]}\n\n{summary}\n")
