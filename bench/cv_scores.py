@@ -162,7 +162,12 @@ def run_train_share(scores: str) -> float:
     """The share of each fold's training reports a cross-validation trained on, as its folds.json
     (written beside its score files) records it; 1 when it records none (runs before the option)."""
     folds = Path(scores).parent / "folds.json"
-    return float(json.loads(folds.read_text(encoding="utf-8")).get("train_share", 1.0)) if folds.is_file() else 1.0
+    if not folds.is_file():
+        return 1.0
+    try:
+        return float(json.loads(folds.read_text(encoding="utf-8")).get("train_share", 1.0))
+    except (ValueError, AttributeError, TypeError) as error:  # not JSON, not an object, not a number
+        raise ValueError(f"{folds}: cannot read its train_share ({error}); give --train-share") from None
 
 
 def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Path | str) -> dict:
@@ -271,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.config import load_config
 
         config, settings = load_config(), Settings()
-        chosen = {"units": args.units or config.plans_judge_units, "C": C if args.c is None else args.c,
-                  "starter_weight": config.starter_weight if args.starter_weight is None else args.starter_weight,
-                  "train_share": run_train_share(args.scores[0]) if args.train_share is None else args.train_share}
         try:
+            chosen = {"units": args.units or config.plans_judge_units, "C": C if args.c is None else args.c,
+                      "starter_weight": config.starter_weight if args.starter_weight is None else args.starter_weight,
+                      "train_share": run_train_share(args.scores[0]) if args.train_share is None else args.train_share}
             plans, fold_of = out_of_fold_judge(args.corpus, args.extra_train, args.folds, args.seed, settings.dev_fraction,
                                                chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model,
                                                chosen["train_share"])

@@ -280,3 +280,11 @@ def test_cv_judge_refits_the_judge_per_fold_and_judges_the_scores_alone(tmp_path
     with pytest.raises(SystemExit):
         cv_scores.main([*args[:1], moved, *args[2:]])
     assert "not scored on these folds" in capsys.readouterr().err
+    # a run trained on a share of its reports: the judge takes the share its folds.json records
+    (tmp_path / "folds.json").write_text(json.dumps({"folds": folds, "train_share": 0.5}), encoding="utf-8")
+    assert cv_scores.main(args) == 0
+    assert json.loads((tmp_path / "o" / "cv_judge.json").read_text(encoding="utf-8"))["judge"]["train_share"] == 0.5
+    (tmp_path / "folds.json").write_text("{", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        cv_scores.main(args)
+    assert "folds.json: cannot read its train_share" in capsys.readouterr().err
