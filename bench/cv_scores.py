@@ -20,7 +20,7 @@ read alone, in a minute instead of a cross-validation of the encoder. On the sam
 (the corpus, folds, seed and dev share must be the run's: checked against the files' folds), the
 judge is refitted on each fold's training paragraphs, the starter corpus added, and each
 paragraph's out-of-fold scores alone are judged as the served model judges them: P(plans) the
-judge's, the other labels sharing the rest in the encoder's proportions. The judge's settings
+judge's, the other labels sharing the rest in the encoder's proportions (the encoder's `other` left as it is). The judge's settings
 (units, C, starter weight) may differ from training/config.toml's, which is what this is for
 (docs/encoder-recipe.md, rounds 8-11). Labels only: the judged scores' temperature, which moves no
 label, is fitted in cross-validation, not here. Writes cv_judge.json and .md.
@@ -172,7 +172,7 @@ def run_train_share(scores: str) -> float:
 
 def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Path | str) -> dict:
     """Each file's paragraphs alone as scored and as judged by `plans` (out_of_fold_judge)."""
-    from model.plans_judge import PLANS, judged
+    from model.plans_judge import PLANS, is_judged, judged
     from model.predictor import Prediction
 
     table = {}
@@ -182,7 +182,8 @@ def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Pat
             raise ValueError(f"{path}: not scored on these folds of this corpus (give the run's corpus, --folds, --seed and --extra-train)")
         gold = [r["label"] for r in rows]
         labels = list(rows[0]["alone"])
-        verdicts = [judged(Prediction("", 0.0, r["alone"]), plans[(r["report_id"], r["index"])], labels) for r in rows]
+        scored = [Prediction(max(r["alone"], key=r["alone"].get), 0.0, r["alone"]) for r in rows]  # read alone, as served
+        verdicts = [judged(p, plans[(r["report_id"], r["index"])], labels) if is_judged(p) else p for p, r in zip(scored, rows)]
         is_plans = [g == PLANS for g in gold]
         table[Path(path).name.removesuffix("-cv-scores.jsonl")] = {
             "alone_as_scored": round(macro_f1(gold, [max(r["alone"], key=r["alone"].get) for r in rows]), 4),

@@ -13,7 +13,10 @@ rounds 8 and 9).
 
 So for a paragraph read without its heading path the served scores become
     P(plans) = the judge's,   P(label) = (1 − P(plans)) × the encoder's share of that label among the rest;
-they still sum to one. A paragraph read with its path keeps the encoder's scores.
+they still sum to one. A paragraph read with its path keeps the encoder's scores, and so does one the
+encoder reads as `other` alone: the judge learnt plans part against the committee's other work, and
+a review's opening (「20XX年是…之年。一年来，…」) reads to it like the plans part's (「20XX年是…之年。…要…」),
+where the encoder's `other` alone is right 102 times in 105 (round 12 of docs/encoder-recipe.md).
 
 Balanced classes are what make the judge useful (they move P(plans) up where the encoder hid it)
 and what leave the judged scores less sure than they are right: so the judged scores are then
@@ -31,6 +34,7 @@ from model.calibration import calibrate
 from model.predictor import Prediction, Predictor, is_real
 
 PLANS, REST = "plans", "rest"
+OTHER = "other"  # the encoder's label the judge leaves alone (module docstring)
 JUDGE_DIR = "plans_judge"  # the judge's folder inside a model folder
 
 
@@ -62,6 +66,11 @@ def judged(prediction: Prediction, plans: float, labels: list[str]) -> Predictio
     return Prediction(best, scores[best], scores, prediction.windows, prediction.context)
 
 
+def is_judged(prediction: Prediction) -> bool:
+    """Whether the judge gives this prediction its P(plans): read alone, and not `other` by the encoder."""
+    return not prediction.context and prediction.label != OTHER
+
+
 class PlansJudged:
     """A predictor whose paragraphs read alone take the judge's P(plans), then `temperature` (module docstring)."""
 
@@ -75,21 +84,27 @@ class PlansJudged:
         self.model_id = encoder.model_id
 
     def predict(self, texts: list[str], contexts: list[list[str]] | None = None) -> list[Prediction]:
+        return self._predict(texts, contexts)[0]
+
+    def _predict(self, texts: list[str], contexts: list[list[str]] | None) -> tuple[list[Prediction], list[int]]:
+        """The predictions, and which of them the judge gave their P(plans) (`is_judged`)."""
         predictions = self.encoder.predict(texts, contexts)
-        alone = [i for i, p in enumerate(predictions) if not p.context]
+        alone = [i for i, p in enumerate(predictions) if is_judged(p)]
         if alone:
             plans = self.judge.predict([texts[i] for i in alone])
             for i, verdict in zip(alone, plans):
                 predictions[i] = calibrate(judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels),
                                            self.labels, self.temperature)
-        return predictions
+        return predictions, alone
 
     def fit_temperature(self, texts: list[str], gold: list[str]) -> float:
-        """The temperature of the judged scores, fitted on paragraphs read alone (dev); set and returned."""
+        """The temperature of the judged scores, fitted on the dev paragraphs read alone that the judge
+        decides (the others keep the encoder's calibration); set and returned."""
         from model.calibration import as_arrays, fit_temperature
 
         self.temperature = 1.0
-        self.temperature = fit_temperature(*as_arrays(self.predict(texts, None), gold, self.labels)) if gold else 1.0
+        predictions, alone = self._predict(texts, None)
+        self.temperature = fit_temperature(*as_arrays([predictions[i] for i in alone], [gold[i] for i in alone], self.labels)) if alone else 1.0
         return self.temperature
 
     def __getattr__(self, name: str):  # backend, cache and anything else the encoder's predictor has

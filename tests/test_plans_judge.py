@@ -62,6 +62,36 @@ def test_only_paragraphs_read_alone_are_judged():
     assert got[2].context and got[2].scores == plain[2].scores  # with its heading path: the encoder's own
 
 
+class Fixed:
+    """An encoder that gives each text the scores written for it (read alone: no context)."""
+
+    labels, info, model_id = LABELS, {}, "fixed"
+
+    def __init__(self, scores: dict[str, dict]):
+        self.scores = scores
+
+    def predict(self, texts, contexts=None):
+        return [prediction(self.scores[t], False) for t in texts]
+
+
+def test_a_paragraph_the_encoder_reads_as_other_alone_keeps_its_scores():
+    """A review's opening reads like a plans opening to the judge; the encoder's `other` is kept, and
+    the judged scores' temperature is fitted on the paragraphs the judge decides only."""
+    opening = "本次会议的开幕词，感谢各位代表。"  # written for this test
+    sure_other = {label: 0.01 for label in LABELS} | {"other": 0.94}
+    deputy = {label: 0.05 for label in LABELS} | {"deputy": 0.7}
+    encoder = Fixed({opening: sure_other, PLANS[0]: deputy, REVIEW[1]: deputy})
+    judge = fit_plans_judge(records(), 13)
+    served = PlansJudged(encoder, judge)
+    got = served.predict([opening, PLANS[0]])
+    assert got[0].label == "other" and got[0].scores == sure_other  # not judged
+    assert got[1].scores["plans"] == pytest.approx(judge.predict([PLANS[0]])[0].scores["plans"])  # judged
+    with_opening = served.fit_temperature([PLANS[0], REVIEW[1], opening], ["plans", "deputy", "plans"])
+    without = served.fit_temperature([PLANS[0], REVIEW[1]], ["plans", "deputy"])
+    assert with_opening == without  # the encoder's `other`, even a wrong one, is not the judge's to calibrate
+    assert served.fit_temperature([opening], ["other"]) == 1.0  # nothing judged: no change
+
+
 def test_the_judged_scores_are_scaled_by_a_temperature_fitted_alone_that_changes_no_label():
     train = records()
     encoder = BaselinePredictor.fit([r.text for r in train], [r.label for r in train], LABELS, 13, {"labels": LABELS})
