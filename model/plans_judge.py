@@ -16,7 +16,8 @@ So for a paragraph read without its heading path the served scores become
 they still sum to one. A paragraph read with its path keeps the encoder's scores, and so does one the
 encoder reads as `other` alone: the judge learnt plans part against the committee's other work, and
 a review's opening (「20XX年是…之年。一年来，…」) reads to it like the plans part's (「20XX年是…之年。…要…」),
-where the encoder's `other` alone is right 102 times in 105 (round 12 of docs/encoder-recipe.md).
+where the encoder's `other` alone is right in 101 or 102 of its 104 or 105 in cross-validation
+(three seeds; round 13 of docs/encoder-recipe.md).
 
 Balanced classes are what make the judge useful (they move P(plans) up where the encoder hid it)
 and what leave the judged scores less sure than they are right: so the judged scores are then
