@@ -278,7 +278,8 @@ class ModelResponse(BaseModel):
     fusion: dict | None = Field(None, description="when the encoder is averaged with an n-gram model: the encoder's share with "
                                                   "the heading path (`weight`) and alone (`weight_alone`), fitted on dev")
     plans_judge: dict | None = Field(None, description="when a paragraph read alone takes P(plans) from an n-gram model of that one "
-                                                       "question (the other labels share the rest as the encoder gave them): its folder, its n-grams' "
+                                                       "question, unless the encoder reads it as `other` (the other labels share the rest as the encoder gave "
+                                                       "them): its folder, its n-grams' "
                                                        "`units` (the encoder tokenizer's `words`, or `chars`) and its temperature")
 
 
