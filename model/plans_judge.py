@@ -90,13 +90,13 @@ class PlansJudged:
     def _predict(self, texts: list[str], contexts: list[list[str]] | None) -> tuple[list[Prediction], list[int]]:
         """The predictions, and which of them the judge gave their P(plans) (`is_judged`)."""
         predictions = self.encoder.predict(texts, contexts)
-        alone = [i for i, p in enumerate(predictions) if is_judged(p)]
-        if alone:
-            plans = self.judge.predict([texts[i] for i in alone])
-            for i, verdict in zip(alone, plans):
+        decided = [i for i, p in enumerate(predictions) if is_judged(p)]
+        if decided:
+            plans = self.judge.predict([texts[i] for i in decided])
+            for i, verdict in zip(decided, plans):
                 predictions[i] = calibrate(judged(predictions[i], float(np.clip(verdict.scores[PLANS], 0.0, 1.0)), self.labels),
                                            self.labels, self.temperature)
-        return predictions, alone
+        return predictions, decided
 
     def fit_temperature(self, texts: list[str], gold: list[str]) -> float:
         """The temperature of the judged scores, fitted on the dev paragraphs read alone that the judge
@@ -104,8 +104,8 @@ class PlansJudged:
         from model.calibration import as_arrays, fit_temperature
 
         self.temperature = 1.0
-        predictions, alone = self._predict(texts, None)
-        self.temperature = fit_temperature(*as_arrays([predictions[i] for i in alone], [gold[i] for i in alone], self.labels)) if alone else 1.0
+        predictions, decided = self._predict(texts, None)
+        self.temperature = fit_temperature(*as_arrays([predictions[i] for i in decided], [gold[i] for i in decided], self.labels)) if decided else 1.0
         return self.temperature
 
     def __getattr__(self, name: str):  # backend, cache and anything else the encoder's predictor has

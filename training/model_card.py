@@ -61,7 +61,7 @@ def served_parts(meta: dict) -> str:
     judge_text = (f"a paragraph read alone (no heading path) takes P(plans) from the n-gram model ({of}) in `{judge['model']}/`, trained "
                   f"on the same split for that one question; the other labels share the rest as the encoder gave them. With "
                   f"its heading path, or read as `other` by the encoder, the encoder's scores stand. The judged scores are then scaled by the temperature "
-                  f"{judge.get('temperature', 1.0):.2f} (fitted on dev paragraphs read alone; it changes no label)." if judge else "none.")
+                  f"{judge.get('temperature', 1.0):.2f} (fitted on the dev paragraphs it judges; it changes no label)." if judge else "none.")
     note = " The snippet below gives the encoder's part only." if fusion or judge else ""
     return f"- **Fusion:** {fusion_text}\n- **Plans judge:** {judge_text}{note}"
 
