@@ -186,7 +186,7 @@ def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Pat
         verdicts = [judged(p, plans[(r["report_id"], r["index"])], labels) if is_judged(p) else p for p, r in zip(scored, rows)]
         is_plans = [g == PLANS for g in gold]
         table[Path(path).name.removesuffix("-cv-scores.jsonl")] = {
-            "alone_as_scored": round(macro_f1(gold, [max(r["alone"], key=r["alone"].get) for r in rows]), 4),
+            "alone_as_scored": round(macro_f1(gold, [p.label for p in scored]), 4),
             "alone_judged": round(macro_f1(gold, [v.label for v in verdicts]), 4),
             "average_precision_plans_as_scored": round(float(average_precision_score(is_plans, [r["alone"][PLANS] for r in rows])), 4),
             "average_precision_plans_judged": round(float(average_precision_score(is_plans, [v.scores[PLANS] for v in verdicts])), 4),
@@ -208,6 +208,8 @@ def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Pat
 
 def curve(runs: list[str], out: Path | str) -> dict:
     """One row per (share, recipe) of the cross-validation folders `runs` (their folds.json and metrics.json)."""
+    from training.evaluate import MODES as CV_MODES  # every mode cross-validation scores (MODES here: those averaged)
+
     rows = []
     for run in runs:
         folds_file, metrics_file = Path(run) / "folds.json", Path(run) / "metrics.json"
@@ -221,7 +223,7 @@ def curve(runs: list[str], out: Path | str) -> dict:
             weakest = min((label for label, v in alone["per_label"].items() if v["support"]), key=lambda label: alone["per_label"][label]["f1"])
             rows.append({"run": str(run), "train_share": folds.get("train_share", 1.0),
                          "train_reports": folds.get("train_reports"), "train_paragraphs": folds.get("train_paragraphs"), "recipe": recipe,
-                         **{mode: models[f"{recipe}-cv-{mode}"]["macro_f1"] for mode in ("alone", "path", "report")},
+                         **{mode: models[f"{recipe}-cv-{mode}"]["macro_f1"] for mode in CV_MODES},
                          "weakest_alone": [weakest, alone["per_label"][weakest]["f1"]]})
     rows.sort(key=lambda r: (r["recipe"], r["train_share"]))
     lines = ["| recipe | share of training reports | corpus reports per fold | their paragraphs | alone | path | report | weakest label alone |",
