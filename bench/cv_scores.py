@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     refit.add_argument("--seed", type=int, default=13, help="the run's seed: its folds and dev splits")
     refit.add_argument("--units", choices=("words", "chars"), help="the judge's n-grams (default: training/config.toml's)")
     refit.add_argument("--c", type=float, help="the judge's C (default: the n-gram model's)")
-    refit.add_argument("--starter-weight", type=float, help="a starter paragraph's weight (default: training/config.toml's)")
+    refit.add_argument("--starter-weight", type=float, help="the judge's weight of a starter paragraph (default: training/config.toml's plans_judge_starter_weight)")
     refit.add_argument("--train-share", type=float, help="the share of each fold's training reports the run trained on "
                                                           "(default: its folds.json's, beside the first score file; else 1)")
     refit.add_argument("--out", default="reports/cv-judge")
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         config, settings = load_config(), Settings()
         try:
             chosen = {"units": args.units or config.plans_judge_units, "C": C if args.c is None else args.c,
-                      "starter_weight": config.starter_weight if args.starter_weight is None else args.starter_weight,
+                      "starter_weight": config.plans_judge_starter_weight if args.starter_weight is None else args.starter_weight,
                       "train_share": run_train_share(args.scores[0]) if args.train_share is None else args.train_share}
             plans, fold_of = out_of_fold_judge(args.corpus, args.extra_train, args.folds, args.seed, settings.dev_fraction,
                                                chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model,

@@ -42,13 +42,16 @@ JUDGE_DIR = "plans_judge"  # the judge's folder inside a model folder
 def fit_plans_judge(records, seed: int, meta: dict | None = None, sample_weight: list[float] | None = None, tokenizer=None,
                     c: float | None = None):
     """The judge on training records, each read as it would be alone (its text, no path);
-    `sample_weight`: each row's loss weight (the starter corpus's, as the encoder trains);
+    `sample_weight`: each row's loss weight (a starter paragraph's against a real one's), scaled to
+    a mean of 1 so that a corpus of one kind trains as unweighted;
     `tokenizer`: the encoder's, for n-grams of its words (none: of characters); `c`: the
     logistic regression's C (none: the n-gram model's)."""
     from model.baseline import C, BaselinePredictor, WordPieces
 
     if not any(r.label == PLANS for r in records) or all(r.label == PLANS for r in records):
         raise ValueError("the plans judge needs training paragraphs of the plans part and of the others")
+    if sample_weight is not None:  # scaled to a mean of 1: the weights set the starter/real balance, C the regularisation
+        sample_weight = list(np.asarray(sample_weight, dtype=float) / np.mean(sample_weight))
     return BaselinePredictor.fit([r.text for r in records], [PLANS if r.label == PLANS else REST for r in records],
                                  [PLANS, REST], seed, {"kind": "plans_judge", "model_id": JUDGE_DIR, "labels": [PLANS, REST], **(meta or {})},
                                  sample_weight=sample_weight, words=WordPieces(tokenizer) if tokenizer is not None else None,

@@ -252,8 +252,9 @@ def test_cv_judge_refits_the_judge_per_fold_and_judges_the_scores_alone(tmp_path
     reports (written here: plans paragraphs say 明年将, the others 一年来), takes the plans paragraphs
     back; a file scored on other folds is refused."""
     from bench import cv_scores
-    from training.evaluate import report_folds
     from renda.corpus import load_corpus
+    from training.config import load_config
+    from training.evaluate import report_folds
 
     lines = []
     for n in range(6):
@@ -274,7 +275,8 @@ def test_cv_judge_refits_the_judge_per_fold_and_judges_the_scores_alone(tmp_path
     figures = result["alone"]["bert-seed=13"]
     assert figures["alone_as_scored"] < 0.3  # deputy everywhere
     assert figures["average_precision_plans_judged"] == 1.0 and figures["alone_judged"] > figures["alone_as_scored"]
-    assert result["judge"] == {"units": "chars", "C": 10.0, "starter_weight": 1.0, "train_share": 1.0} and result["paragraphs"] == 18
+    judge_weight = load_config().plans_judge_starter_weight  # the judge's own default, not the encoder's starter_weight
+    assert result["judge"] == {"units": "chars", "C": 10.0, "starter_weight": judge_weight, "train_share": 1.0} and result["paragraphs"] == 18
     assert "| bert-seed=13 |" in (tmp_path / "o" / "cv_judge.md").read_text(encoding="utf-8")
     moved = _scores_file(tmp_path / "moved-cv-scores.jsonl", [{**rows[0], "fold": (rows[0]["fold"] + 1) % 3}, *rows[1:]])
     with pytest.raises(SystemExit):

@@ -117,6 +117,39 @@ def test_the_judges_c_reaches_its_logistic_regression():
     assert abs(strict.predict([PLANS[0]])[0].scores["plans"] - 0.5) < abs(default.predict([PLANS[0]])[0].scores["plans"] - 0.5)
 
 
+def test_the_judges_row_weights_set_a_balance_not_its_regularisation():
+    """Row weights are scaled to a mean of 1: a corpus of one kind (the default model's, all starter)
+    trains as unweighted whatever `plans_judge_starter_weight` is; a mixed one is tilted."""
+    train, texts = records(), PLANS + REVIEW
+    plain = [v.scores["plans"] for v in fit_plans_judge(train, 13).predict(texts)]
+    uniform = [v.scores["plans"] for v in fit_plans_judge(train, 13, sample_weight=[0.5] * len(train)).predict(texts)]
+    tilted = [v.scores["plans"] for v in fit_plans_judge(train, 13, sample_weight=[0.2 if r.report_id == "r0" else 1.0 for r in train]).predict(texts)]
+    assert uniform == pytest.approx(plain, abs=1e-6)
+    assert max(abs(a - b) for a, b in zip(tilted, plain)) > 1e-3
+
+
+def test_training_weighs_the_judges_starter_rows_by_its_own_setting(monkeypatch):
+    """One starter report among real ones: its rows reach the judge at `plans_judge_starter_weight`
+    (the encoder's `starter_weight` is another setting)."""
+    from model import plans_judge
+    from renda.settings import get_settings
+    from training import recipes
+
+    starter = sorted(p.stem for p in get_settings().starter_dir.glob("*.txt"))[0]
+    train = [r.model_copy(update={"report_id": starter if r.report_id == "r0" else r.report_id}) for r in records()]
+    seen = {}
+
+    def spy(records, seed, meta=None, sample_weight=None, tokenizer=None, c=None):
+        seen["weights"] = sample_weight
+        return fit_plans_judge(records, seed, meta, sample_weight, tokenizer, c)
+
+    monkeypatch.setattr(plans_judge, "fit_plans_judge", spy)
+    encoder = BaselinePredictor.fit([r.text for r in train], [r.label for r in train], LABELS, 13, {"labels": LABELS})
+    config = load_config(plans_judge_units="chars", starter_weight=1.0, plans_judge_starter_weight=0.25)
+    recipes.judge(encoder, train, train, config)
+    assert seen["weights"] == [0.25 if r.report_id == starter else 1.0 for r in train]
+
+
 def test_the_judge_needs_both_sides():
     with pytest.raises(ValueError, match="plans part and of the others"):
         fit_plans_judge([r for r in records() if r.label == "plans"], 13)

@@ -35,6 +35,7 @@ class TrainConfig(BaseModel):
     fusion: bool = Field(False, description="serve the encoder averaged with an n-gram model trained beside it (weights fitted on dev)")
     plans_judge: bool = Field(False, description="a paragraph read alone takes P(plans) from an n-gram model trained on that one question")
     plans_judge_units: Literal["words", "chars"] = Field("words", description="the plans judge's n-grams: of the encoder tokenizer's words, or of characters")
+    plans_judge_starter_weight: float = Field(1.0, gt=0, description="the plans judge's weight of a starter-corpus paragraph against a real one (its row weights scaled to a mean of 1)")
     class_weighting: bool = True
     patience: int = Field(3, ge=1)
     seed: int = 13

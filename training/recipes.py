@@ -45,10 +45,10 @@ def fuse(encoder, ngram: BaselinePredictor, dev: list[Record]):
 
 def judge(encoder, train: list[Record], dev: list[Record], config, meta: dict | None = None):
     """`encoder` with its paragraphs read alone judged plans-or-not (model/plans_judge.py): the judge
-    fitted on `train` (rows weighted as the encoder's), its temperature on `dev` read alone."""
+    fitted on `train` (starter rows weighted by `plans_judge_starter_weight`), its temperature on `dev` read alone."""
     from model.plans_judge import PlansJudged, fit_plans_judge
 
     tokenizer = encoder.tokenizer if config.plans_judge_units == WORDS else None
-    judged = PlansJudged(encoder, fit_plans_judge(train, config.seed, meta, row_weights(train, config.starter_weight), tokenizer))
+    judged = PlansJudged(encoder, fit_plans_judge(train, config.seed, meta, row_weights(train, config.plans_judge_starter_weight), tokenizer))
     judged.fit_temperature([r.text for r in dev], [r.label for r in dev])
     return judged
