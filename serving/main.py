@@ -139,6 +139,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 at = f" at character {where[0]}" if where and isinstance(where[0], int) else ""
                 field, message = "body", f"malformed JSON{at}: " + str(item.get("ctx", {}).get("error", item["msg"]))
             elif "Expected UploadFile" in message:  # a form field named `file` that is no file part (no file name)
+                field = field.split("[")[0]  # `file`, not the list index the upload route takes it by
                 message = "must be a file part with a file name (curl -F file=@report.pdf)"
             errors.append({"field": field, "message": message})
         status = 400 if any(e["message"].startswith("malformed JSON") for e in errors) else 422

@@ -95,11 +95,14 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
 
 
 @router.post(UPLOAD_PATH, response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, include_in_schema=False)
-def classify_report_file(request: Request, file: Annotated[UploadFile, File()],
+def classify_report_file(request: Request, files: Annotated[list[UploadFile], File(alias="file")],
                          min_score: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None) -> ReportResponse:
     """POST /v1/reports with a file: read by renda/readers.py (size checked first, parsed in a worker
-    process with a time limit), then labelled as a JSON body's text is."""
-    settings = request.app.state.settings
+    process with a time limit), then labelled as a JSON body's text is. Taken as a list so that a
+    second `file` part is refused, not silently dropped for the last one."""
+    if len(files) != 1:
+        raise InputProblem("file", f"send one report file per request; this one has {len(files)} `file` parts")
+    file, settings = files[0], request.app.state.settings
     name = file.filename or "upload"
     raw = file.file.read(settings.max_file_bytes + 1)
     try:

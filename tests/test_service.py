@@ -925,6 +925,9 @@ def test_upload_form_fields_are_checked(client):
     # a form field named `file` that is no file part (no file name): said so, not as a type error
     assert_problem(upload(client, "", "人大工作报告".encode()), 422, "file", "a file part with a file name")
     assert_problem(client.post("/v1/reports", files={"other": ("r.txt", b"x")}), 422, "file")
+    # two reports in one request: refused with a reason, not one of them labelled in silence
+    two = [("file", ("a.txt", "人大工作报告".encode())), ("file", ("b.txt", "人大工作报告".encode()))]
+    assert_problem(client.post("/v1/reports", files=two), 422, "file", "one report file per request")
 
 
 def test_a_file_over_the_limit_is_refused_before_it_is_read(tiny_model, sample_report):
