@@ -157,13 +157,21 @@ def explain_paragraph(body: ExplainRequest, request: Request) -> ExplainResponse
     return ExplainResponse(model=batched.model_id, **result)
 
 
+async def takes_no_body(request: Request) -> None:
+    """A retrain's recipe is training/config.toml and its data the configured corpus and the
+    corrections folder: settings sent in a body would not apply, so they are refused, not ignored."""
+    if (await request.body()).strip() not in (b"", b"{}"):
+        raise InputProblem("body", "POST /v1/retrain takes no body: it trains with training/config.toml on the "
+                                   "configured corpus and the corrections folder")
+
+
+# the token first, as for every write action; then the body
 @router.post("/v1/retrain", response_model=RetrainStatus, status_code=202, tags=["model"],
-             responses={**WRITE_ERRORS, 409: {"model": ErrorResponse}})
+             responses={**WRITE_ERRORS, 409: {"model": ErrorResponse}}, dependencies=[Depends(require_admin), Depends(takes_no_body)])
 def start_retrain(request: Request) -> RetrainStatus:
     """Retrain on the configured corpus plus the corrections folder in a background process (one at
     a time: 409 while one runs); when it has published, the service switches to the new model
-    without a restart. Follow it with GET /v1/retrain."""
-    require_admin(request)
+    without a restart. Follow it with GET /v1/retrain. It takes no body (422 if one is sent)."""
     return RetrainStatus(**request.app.state.retrainer.start())
 
 

@@ -173,6 +173,12 @@ def test_write_actions_need_the_token(client, tmp_path):
         assert bad.status_code == 401  # the token before the body: no word on what the checks are
     assert not (tmp_path / "corrections").exists()  # nothing written
     assert client.get("/v1/retrain").json()["status"] == "idle"  # nothing started
+    # settings sent to retrain would not apply: refused with a reason, and nothing starts
+    refused = client.post("/v1/retrain", json={"epochs": 2}, headers={"authorization": f"Bearer {TOKEN}"})
+    assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == ["body"]
+    assert "takes no body" in refused.json()["errors"][0]["message"]
+    assert client.post("/v1/retrain", json={"epochs": 2}).status_code == 401  # the token first
+    assert client.get("/v1/retrain").json()["status"] == "idle"
     ok = client.post("/v1/corrections", json={"records": [ROW]}, headers={"authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 201 and (tmp_path / "corrections" / "cuiping-2025.jsonl").is_file()
     # labelling stays open
