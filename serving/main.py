@@ -24,7 +24,7 @@ from renda.settings import Settings, get_settings
 from serving.page import install_page
 from serving.routers import UPLOAD_PATH, router
 from serving.retrain import RetrainBusy, Retrainer
-from serving.service import ModelNotReady, ModelService, QueueFull
+from serving.service import ClientGone, ModelNotReady, ModelService, QueueFull
 from serving.validation import InputProblem
 
 log = logging.getLogger("renda.http")
@@ -169,6 +169,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def queue_full(_: Request, error: QueueFull) -> JSONResponse:
         return JSONResponse(status_code=503, content=error_body(str(error)), headers={"Retry-After": str(error.retry_after)})
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(_: Request, error: ClientGone) -> JSONResponse:
+        # nobody reads it: the client closed the connection (499, as nginx logs such a request)
+        return JSONResponse(status_code=499, content=error_body(str(error)))
+
     @app.exception_handler(ModelNotReady)
     async def not_ready(_: Request, error: ModelNotReady) -> JSONResponse:
         return JSONResponse(status_code=503, content=error_body(f"model not ready: {error}"), headers={"Retry-After": "5"})
@@ -179,17 +184,32 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=500, content=error_body("internal error; see the service log"))
 
 
-def install_request_log(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def request_log(request: Request, call_next: Callable):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
-        started = time.perf_counter()
-        response = await call_next(request)
-        latency = (time.perf_counter() - started) * 1000
-        response.headers["x-request-id"] = request_id
-        log.info(json.dumps({"request_id": request_id, "method": request.method, "path": request.url.path,
-                             "status": response.status_code, "latency_ms": round(latency, 1)}))
-        return response
+class RequestLog:
+    """Pure ASGI middleware: each request's id (the client's `x-request-id`, else a new one) on its
+    answer, and one JSON log line. Not `@app.middleware("http")`: that wrapper's receive hides a
+    client's disconnect from the routes, which ask for it to drop an abandoned request's work."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex[:12]
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(json.dumps({"request_id": request_id, "method": scope["method"], "path": scope["path"],
+                                 "status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}))
 
 
 class BrokenModel(RuntimeError):
@@ -244,7 +264,7 @@ def create_app(settings: Settings | None = None, load: Callable[[], Predictor] |
     if settings.cors_origins:  # off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_file_bytes + UPLOAD_OVERHEAD)
-    install_request_log(app)  # added last, so outermost: the body limit's 413 and 415 are logged and carry the request id too
+    app.add_middleware(RequestLog)  # added last, so outermost: the body limit's 413 and 415 are logged and carry the request id too
     return app
 
 

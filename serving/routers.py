@@ -4,9 +4,11 @@ pool and the event loop stays free."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
@@ -37,17 +39,28 @@ def _service(request: Request) -> ModelService:
     return request.app.state.service
 
 
+def client_gone(request: Request) -> Callable[[], bool]:
+    """Asked from the route's worker thread while it waits for the model: whether the client has
+    hung up, so that the batcher drops what its request has left (nobody would read the answer)."""
+    def gone() -> bool:
+        try:
+            return anyio.from_thread.run(request.is_disconnected)
+        except RuntimeError:  # not called from the event loop's thread pool (a direct call): keep going
+            return False
+    return gone
+
+
 class _Batched:
     """The service seen as a predictor, so whole-report mode shares the batcher. After a call,
     `model_id` and `info` (the fitted combiner) are those of the model that answered it."""
 
-    def __init__(self, service: ModelService):
+    def __init__(self, service: ModelService, gone: Callable[[], bool] | None = None):
         predictor = service.require()
-        self.service = service
+        self.service, self.gone = service, gone
         self.labels, self.model_id, self.info = predictor.labels, predictor.model_id, predictor.info
 
     def predict(self, texts: list[str], contexts=None):
-        predictor, predictions = self.service.classify_with(texts, contexts)
+        predictor, predictions = self.service.classify_with(texts, contexts, self.gone)
         self.labels, self.model_id, self.info = predictor.labels, predictor.model_id, predictor.info
         return predictions
 
@@ -68,7 +81,7 @@ def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXA
     (`{"text": …, "heading": …, "heading_path": […]}`), which the model reads as context;
     each result's `context` says whether it did."""
     check_paragraphs(body.paragraphs, request.app.state.settings)
-    predictor, predictions = _service(request).classify_with(*texts_and_contexts(body.paragraphs))
+    predictor, predictions = _service(request).classify_with(*texts_and_contexts(body.paragraphs), client_gone(request))
     results = [ParagraphResult(label=p.label, score=p.score, scores=p.scores, top=p.top(body.top_k), windows=p.windows,
                                context=p.context, doubt=prediction_doubt(p), uncertain=is_uncertain(p.score, body.min_score))
                for p in predictions]
@@ -119,7 +132,7 @@ def _label_report(request: Request, text: str, min_score: float | None) -> Repor
     check_report(text, request.app.state.settings)
     prepared = prepare_report(text)  # parsed once: checked, then labelled
     check_report_paragraphs(prepared[0], request.app.state.settings)
-    batched = _Batched(_service(request))
+    batched = _Batched(_service(request), client_gone(request))
     result = label_report(batched, text, prepared=prepared)
     paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], min_score)) for row in result.rows()]
     sections = [ReportSection(**asdict(s)) for s in result.sections]

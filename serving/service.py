@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
@@ -31,6 +32,10 @@ Contexts = list[list[str]] | None  # each paragraph's heading path ([] = unknown
 
 class BatcherClosed(ModelNotReady):
     """This batcher takes nothing more (the service stopped, or another model took its place)."""
+
+
+class ClientGone(RuntimeError):
+    """The client hung up while its request waited: its paragraphs left were dropped from the queue."""
 
 
 class QueueFull(RuntimeError):
@@ -74,12 +79,14 @@ class Batcher:
     after it (a large request is taken only into an empty queue, and a single paragraph is not
     refused because a whole report is waiting). Otherwise `submit` raises QueueFull at once, with
     a Retry-After estimated from recent batches.
-    Each request's results are handed back when its last chunk is done. `close()` lets the worker
+    Each request's results are handed back when its last chunk is done. A request whose client has
+    hung up (`gone`, asked every `poll` seconds while it waits) is dropped with what it has left, so
+    an abandoned whole report stops taking its share of the batches. `close()` lets the worker
     finish what was accepted, then stop; nothing is accepted after it."""
 
     def __init__(self, predict: Callable[..., list[Prediction]], wait_ms: float, max_paragraphs: int,
-                 max_chars: int = 3_000, max_queued: int = 1024):
-        self.predict, self.wait, self.max_paragraphs = predict, wait_ms / 1000, max_paragraphs
+                 max_chars: int = 3_000, max_queued: int = 1024, poll: float = 0.25):
+        self.predict, self.wait, self.max_paragraphs, self.poll = predict, wait_ms / 1000, max_paragraphs, poll
         self.max_chars, self.max_queued = max_chars, max_queued
         self.pending: list[Job] = []
         self.seconds_per_paragraph = 0.05  # recent model time per paragraph, for Retry-After
@@ -87,7 +94,7 @@ class Batcher:
         self.thread = threading.Thread(target=self._run, name="renda-batcher", daemon=True)
         self.thread.start()
 
-    def submit(self, texts: list[str], contexts: Contexts = None) -> list[Prediction]:
+    def submit(self, texts: list[str], contexts: Contexts = None, gone: Callable[[], bool] | None = None) -> list[Prediction]:
         if contexts is not None and len(contexts) != len(texts):
             raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
         if not texts:
@@ -99,9 +106,26 @@ class Batcher:
             if self.pending and (ahead := self.ahead_of(len(texts))) + len(texts) > self.max_queued:
                 raise QueueFull(self.queued, self.retry_after(ahead))
             self.seq += 1
-            self.pending.append(Job(texts, contexts, future, self.seq, results=[None] * len(texts)))
+            job = Job(texts, contexts, future, self.seq, results=[None] * len(texts))
+            self.pending.append(job)
             self.cond.notify()
-        return future.result()
+        if gone is None:
+            return future.result()
+        while True:
+            try:
+                return future.result(timeout=self.poll)
+            except FuturesTimeout:
+                if gone():
+                    self.drop(job)
+
+    def drop(self, job: Job) -> None:
+        """Take a waiting job out of the queue (its client hung up); a batch that holds some of its
+        paragraphs finishes, and their results go nowhere."""
+        with self.cond:
+            if job in self.pending:
+                self.pending.remove(job)
+                log.info("client gone: %d of %d paragraphs not computed", job.left, len(job.texts))
+                job.future.set_exception(ClientGone("the client hung up"))
 
     @property
     def queued(self) -> int:
@@ -189,7 +213,7 @@ class Batcher:
                     job.results[start:end] = predictions[at: at + end - start]
                     at += end - start
                     job.done += end - start
-                    if job.done == len(job.texts):
+                    if job.done == len(job.texts) and job in self.pending:  # not if dropped meanwhile
                         self.pending.remove(job)
                         job.future.set_result(job.results)
 
@@ -267,13 +291,15 @@ class ModelService:
         """Predictor.predict through the batcher: `contexts[i]` is text i's heading path."""
         return self.classify_with(texts, contexts)[1]
 
-    def classify_with(self, texts: list[str], contexts: Contexts = None) -> tuple[Predictor, list[Prediction]]:
+    def classify_with(self, texts: list[str], contexts: Contexts = None,
+                      gone: Callable[[], bool] | None = None) -> tuple[Predictor, list[Prediction]]:
         """(the predictor that answered, its predictions): one model answers a whole call, even
-        across a swap (a call that met a batcher closed by a swap goes once more, to the new one)."""
+        across a swap (a call that met a batcher closed by a swap goes once more, to the new one).
+        `gone`: whether the caller has hung up (then ClientGone, and its paragraphs are dropped)."""
         for attempt in range(2):
             predictor, batcher = self.current()
             try:
-                return predictor, batcher.submit(texts, contexts)
+                return predictor, batcher.submit(texts, contexts, gone)
             except BatcherClosed:
                 if attempt or not self.ready.is_set() or self.batcher is batcher:
                     raise

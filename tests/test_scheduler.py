@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from serving.service import Batcher, QueueFull
+from serving.service import Batcher, ClientGone, QueueFull
 from tests.test_service import Recording, recorded_label, recording_client
 
 
@@ -169,3 +169,75 @@ def test_the_service_answers_503_with_retry_after_when_its_queue_is_full():
         held.join(10)
         waiting.join(10)
         assert [a.status_code for a in answers] == [200, 200]
+
+
+def test_a_request_whose_client_hung_up_is_dropped_and_the_others_go_on():
+    """`gone` is asked while a request waits: once true, what it has left never reaches the model,
+    it gets ClientGone, and the request beside it is answered in full."""
+    model = Gated()
+    batcher = Batcher(model.predict, wait_ms=0, max_paragraphs=4, poll=0.01)
+    large = [f"报告第{i}段人大工作" for i in range(40)]
+    hung_up, outcome = threading.Event(), {}
+
+    def abandoned():
+        try:
+            batcher.submit(large, gone=hung_up.is_set)
+        except ClientGone as error:
+            outcome["large"] = error
+    thread = threading.Thread(target=abandoned, daemon=True)
+    thread.start()
+    assert model.started.wait(5)  # its first chunk is in the model
+    hung_up.set()
+    wait_until(lambda: "large" in outcome)
+    answers, finished = {}, []
+    small = in_thread(batcher, ["单独一段人大工作"], answers, finished)
+    model.gate.set()
+    small.join(10)
+    thread.join(10)
+    assert [p.label for p in answers["单独一段人大工作"]] == [recorded_label("单独一段人大工作")]
+    computed = [t for batch in model.calls for t in batch if t in large]
+    assert len(computed) <= 4  # the batch it was in, nothing after
+    assert batcher.waiting() == 0 and batcher.queued == 0
+    batcher.close()
+
+
+def test_the_service_drops_a_whole_report_whose_client_disconnects(sample_report, caplog):
+    """Through the real app, as uvicorn calls it: the body, then the client's disconnect. The report's
+    paragraphs stop going to the model, the answer (which nobody reads) is 499, and the log says so."""
+    import json
+    import logging
+
+    import anyio
+
+    from tests.test_service import recording_client
+
+    caplog.set_level(logging.INFO, logger="renda.service")
+    model = Gated(pause=0.1)
+    model.gate.set()
+    report = "\n".join([sample_report] * 3)  # some 60 paragraphs: 16 batches of 4, 0.1 s each
+    with recording_client(model, max_batch_paragraphs=4, batch_wait_ms=0) as (client, _):
+        body = json.dumps({"text": report}, ensure_ascii=False).encode()
+        sent_body, messages = False, []
+
+        async def receive():
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}  # the client is gone as soon as it has sent
+
+        async def send(message):
+            messages.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": "/v1/reports", "raw_path": b"/v1/reports", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+        before = sum(map(len, model.calls))
+        anyio.run(client.app, scope, receive, send)
+        computed = sum(map(len, model.calls)) - before
+        answered = client.post("/v1/reports", json={"text": report})  # the same report, the client waiting
+    assert messages[0]["type"] == "http.response.start" and messages[0]["status"] == 499
+    assert answered.status_code == 200
+    assert computed < len(answered.json()["paragraphs"]) / 2
+    assert "client gone" in caplog.text and "paragraphs not computed" in caplog.text
