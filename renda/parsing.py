@@ -16,8 +16,15 @@ from dataclasses import asdict, dataclass
 from renda.labels import load_rules
 
 # Chinese characters: the unified ideographs with Extension A, the compatibility ideographs and the
-# supplementary planes (Extension B on): one definition for the service, the CLI and the archive.
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+# supplementary planes (Extension B to H): one definition for the service, the CLI and the archive.
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff\U00030000-\U000323af]")
+# Ideographs newer than this Python's Unicode tables (14.0): Extension H (15.0) and I (15.1) are
+# unassigned to `unicodedata` but are Chinese characters a report may hold (rare names and places).
+_NEWER_IDEOGRAPHS = ((0x2EBF0, 0x2EE5F), (0x31350, 0x323AF))
+
+
+def _newer_ideograph(ch: str) -> bool:
+    return any(low <= ord(ch) <= high for low, high in _NEWER_IDEOGRAPHS)
 
 
 def has_chinese(text: str) -> bool:
@@ -36,7 +43,7 @@ def bad_character(text: str) -> str | None:
             return f"holds an unpaired surrogate (U+{ord(ch):04X}) at character {position}"
         if category == "Cc" and ch not in _ALLOWED_CONTROL:
             return f"holds a control character (U+{ord(ch):04X}) at character {position}"
-        if category in ("Cn", "Co"):
+        if category == "Co" or category == "Cn" and not _newer_ideograph(ch):
             return f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}"
     return None
 

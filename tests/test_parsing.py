@@ -55,3 +55,15 @@ def test_newline_styles_and_furniture():
 def test_short_title_lines_are_not_joined():
     text = "某县人大常委会工作报告\n\n2024年1月5日在某县人民代表大会上\n\n各位代表：\n"
     assert split_lines(text) == ["某县人大常委会工作报告", "2024年1月5日在某县人民代表大会上", "各位代表："]
+
+
+def test_ideographs_newer_than_pythons_unicode_tables_are_chinese_not_unassigned():
+    """Extension H (U+31350…) and I (U+2EBF0…) came after Unicode 14, which Python 3.11's tables hold:
+    a rare character of a name or place there is Chinese text, not an unassigned code point. Code points
+    past them, and private use, are still refused."""
+    from renda.parsing import bad_character, has_chinese
+
+    for ch in (chr(0x31350), chr(0x323AF), chr(0x2EBF0), chr(0x30000)):  # H, H's last, I, G
+        assert bad_character(f"人大{ch}工作") is None and has_chinese(ch)
+    assert "U+323B0" in bad_character("人大" + chr(0x323B0))
+    assert "U+0378" in bad_character("人大" + chr(0x0378))

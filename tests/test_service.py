@@ -696,6 +696,12 @@ def test_lone_surrogate_is_rejected(client, path, body, field):
     assert "surrogate" in detail or "unicode string" in detail, detail
 
 
+def test_a_character_of_a_newer_cjk_extension_is_accepted(client):
+    # U+31350 (Extension H, Unicode 15.0): unassigned to Python 3.11's tables, a Chinese character all the same
+    response = classify(client, ["人大工作" + chr(0x31350) + "。"])
+    assert len(response["results"]) == 1
+
+
 def test_surrogate_pair_escape_is_fine(client):
     # A proper pair (here a CJK Extension B character) is one code point, not a lone surrogate.
     response = raw(client, "/v1/classify", '{"paragraphs": ["人大工作\\ud840\\udc00。"]}')
