@@ -107,8 +107,11 @@ base-model: $(if $(filter $(DEFAULT_BASE),$(BASE_MODEL)),$(DEFAULT_BASE)/model.s
 $(DEFAULT_BASE)/model.safetensors: $(VENV)/.installed model/convert_e5.py
 	$(RENDA) base-model --out $(DEFAULT_BASE)
 
+# Trains, then makes and checks the ONNX export in staging, and publishes both at once (a server started
+# meanwhile never meets the new model without its export); the export line covers a skipped training.
 train: data base-model
-	$(RENDA) train --data $(DATASET) --out $(MODEL_DIR) --base-model $(BASE_MODEL) --threads $(THREADS) --if-stale $(foreach s,$(SET),--set $(s))
+	$(RENDA) train --data $(DATASET) --out $(MODEL_DIR) --base-model $(BASE_MODEL) --threads $(THREADS) --if-stale $(foreach s,$(SET),--set $(s)) \
+	  --export $(if $(PARITY_DATA),--export-data $(PARITY_DATA))
 	$(RENDA) export --model $(MODEL_DIR) --threads $(THREADS) $(if $(PARITY_DATA),--data $(PARITY_DATA)) --if-stale
 
 # ONNX copies of MODEL_DIR (fp32, int8) checked against torch on PARITY_DATA (else the dev split): onnx_parity.json

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=s.model_dir, help="model folder to publish (default %(default)s)")
     _add_recipe(p, s)
     p.add_argument("--if-stale", action="store_true", help="skip when the model there was trained from the same data and settings")
+    p.add_argument("--export", action="store_true", help="make and check the ONNX export before publishing (as `renda export`), "
+                   "so the folder is never served without it")
+    p.add_argument("--export-data", nargs="+", help="paragraphs the export is checked on (as `renda export --data`; default the dev split)")
 
     p = sub.add_parser("retrain", help="data + train + export in one: a corpus and the corrections folder (what the page's retrain runs)")
     p.add_argument("--corpus", nargs="+", default=[str(s.starter_dir)], help="report folders / labelled .jsonl (default: the starter corpus)")
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from training.pipeline import run_train
 
-            run_train(args.data, args.out, args.base_model, args.config, args.threads, args.if_stale,
+            run_train(args.data, args.out, args.base_model, args.config, args.threads, args.if_stale, args.export, args.export_data,
                       **{"epochs": args.epochs, "max_steps": args.max_steps, **dict(args.set)})
         elif args.command == "retrain":
             from training.pipeline import run_retrain

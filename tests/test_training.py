@@ -196,3 +196,34 @@ def test_loading_a_model_reads_its_metadata_once(tiny_model):
     reads = [call.args[0] for call in spy.call_args_list]
     assert reads.count(tiny_model / META_FILE) == 1
     assert all(reads.count(path) == 1 for path in reads if path.name == META_FILE)  # the plans judge's own, once too
+
+
+def test_train_with_export_publishes_the_model_and_its_export_together(tiny_base, starter_dataset, tmp_path, monkeypatch):
+    """`make train` (run_train with export): the ONNX export is made and checked in staging, so the
+    published folder holds it from the first moment; an export that fails publishes nothing."""
+    import training.export
+    from training.config import CONFIG_FILE
+
+    out = tmp_path / "model"
+    real_export, exported = training.export.run_export, []
+
+    def failing_export(folder, data, threads):
+        exported.append(Path(folder))
+        (Path(folder) / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("export stopped")
+
+    monkeypatch.setattr(training.export, "run_export", failing_export)
+    with pytest.raises(RuntimeError, match="export stopped"):
+        run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, False, True, **TINY_OVERRIDES)
+    assert exported and exported[0].parent != out.parent and not out.exists()  # in staging; nothing published
+    assert [p.name for p in tmp_path.iterdir()] == []  # and no staging left behind
+
+    def recording_export(folder, data, threads):
+        exported.append(Path(folder))
+        assert not out.exists()  # the export runs before anything is published
+        return real_export(folder, data, threads)
+
+    monkeypatch.setattr(training.export, "run_export", recording_export)
+    metrics = run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, False, True, **TINY_OVERRIDES)
+    assert metrics["paragraphs"] > 0 and (out / "onnx_parity.json").is_file() and (out / "renda_model.json").is_file()
+    assert json.loads((out / "renda_model.json").read_text(encoding="utf-8"))["model_id"].startswith("model-")  # named as its folder

@@ -10,6 +10,7 @@ import json
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,10 @@ def run_baseline(dataset: Path, out: Path, seed: int, if_stale: bool = False) ->
 
 
 def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | None = None, threads: int = 0,
-              if_stale: bool = False, **overrides) -> dict:
+              if_stale: bool = False, export: bool = False, export_data: list[str] | None = None, **overrides) -> dict:
+    """Fine-tune and publish to `out` (skipped with `if_stale` when `out` holds this very model).
+    `export`: its ONNX copies made and checked (on `export_data`, else its dev split) before it is
+    published, so no server starts on the new model before its export is there."""
     from training.config import CONFIG_FILE, load_config
     from training.train import train_bert
 
@@ -103,8 +107,31 @@ def run_train(dataset: Path, out: Path, base_model: str, config_path: Path | Non
     if if_stale and is_current(out, "model", stamp):
         return {}
     summary = json.loads((Path(dataset) / SUMMARY_FILE).read_text(encoding="utf-8"))
-    metrics = train_bert(Path(dataset), Path(out), base, config, threads=threads, data_summary=summary, fingerprint=stamp)
+
+    def build(folder: Path) -> dict:
+        return train_bert(Path(dataset), folder, base, config, threads=threads, data_summary=summary, fingerprint=stamp)
+
+    metrics = publish_staged(Path(out), build, export, export_data, threads) if export else build(Path(out))
     print(f"model written to {out}; held-out macro-F1 {metrics.get('macro_f1', float('nan')):.3f}")
+    return metrics
+
+
+def publish_staged(out: Path, build: Callable[[Path], dict], export: bool, export_data: list[str] | None = None,
+                   threads: int = 0) -> dict:
+    """`build(folder)` trains into a staging folder named as `out` (the model id takes the folder's
+    name), its ONNX export is made and checked there when `export`, and `out` is replaced only when
+    all of it finished: a run that fails or is stopped at any point leaves `out` as it was."""
+    check_replaceable(out, (META_FILE,))
+    with staged_directory(out, (META_FILE,)) as staging:
+        trained = staging / Path(out).name
+        metrics = build(trained)
+        if export:
+            from training.export import run_export
+
+            run_export(trained, export_data, threads)
+        for item in trained.iterdir():  # the staging folder becomes the model folder
+            item.rename(staging / item.name)
+        trained.rmdir()
     return metrics
 
 
@@ -122,16 +149,8 @@ def run_retrain(corpus: list[str], corrections: Path, out: Path, base_model: str
     dataset = Path(build_dir) / f"retrain-{fingerprint_of(sources, seed)}"
     run_data(sources, dataset, seed, settings.dev_fraction, settings.test_fraction,
              train_from=[str(corrections)] if str(corrections) in sources else None)
-    with staged_directory(out, (META_FILE,)) as staging:
-        trained = staging / Path(out).name  # named as `out`: the model id takes the folder's name
-        metrics = run_train(dataset, trained, base_model, threads=threads, **overrides)
-        if export:
-            from training.export import run_export
-
-            run_export(trained, None, threads)
-        for item in trained.iterdir():  # the staging folder becomes the model folder
-            item.rename(staging / item.name)
-        trained.rmdir()
+    metrics = publish_staged(Path(out), lambda folder: run_train(dataset, folder, base_model, threads=threads, **overrides),
+                             export, None, threads)
     print(f"retrained model published to {out}")
     return metrics
 
