@@ -79,6 +79,16 @@ def tiny_base(tmp_path_factory, starter_dataset) -> Path:
     return build_tiny_base(tmp_path_factory.mktemp("tiny-base"), texts)
 
 
+def export_that_fails(exported: list):
+    """A stand-in for training.export.run_export: records the folder it is given, writes half a file
+    there, then fails (for the checks that a failed export publishes nothing)."""
+    def run(folder, data, threads):
+        exported.append(Path(folder))
+        (Path(folder) / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("export stopped")
+    return run
+
+
 # freeze_layers=1: the default recipe's frozen, cached bottom, on a 2-layer model
 TINY_OVERRIDES = dict(max_length=32, stride=8, text_prefix="", batch_size=8, eval_batch_size=16, epochs=1,
                       max_steps=6, learning_rate=1e-3, head_learning_rate=1e-3, patience=1, freeze_layers=1)

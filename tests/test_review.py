@@ -16,7 +16,7 @@ from model.predictor import Prediction
 from model.review import doubt, explain, section_reason, sentences
 from renda.labels import LABELS
 from serving.main import create_app
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import TINY_OVERRIDES, export_that_fails
 from tests.test_service import settings, wait_ready
 
 STARTER = Path(__file__).resolve().parent.parent / "data" / "starter"
@@ -299,13 +299,7 @@ def test_a_retrain_whose_export_fails_replaces_nothing(tmp_path, tiny_model, tin
     before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
     corpus = retrain_settings(tmp_path, tiny_base).retrain_corpus
     exported = []
-
-    def failing_export(folder, data, threads):
-        exported.append(Path(folder))
-        (Path(folder) / "model.onnx").write_bytes(b"half")
-        raise RuntimeError("export stopped")
-
-    monkeypatch.setattr(training.export, "run_export", failing_export)
+    monkeypatch.setattr(training.export, "run_export", export_that_fails(exported))
     with pytest.raises(RuntimeError, match="export stopped"):
         run_retrain(corpus, tmp_path / "corrections", model_dir, str(tiny_base), tmp_path / "build", threads=1, **TINY_OVERRIDES)
     assert exported and exported[0].parent != model_dir.parent  # it ran in the staging folder, not on the model

@@ -11,7 +11,7 @@ from model.bert import BertPredictor
 from model.context import path_text
 from model.loading import load_predictor
 from renda.labels import LABELS
-from tests.conftest import TINY_OVERRIDES
+from tests.conftest import TINY_OVERRIDES, export_that_fails
 from training import train as train_module
 from training.config import load_config
 from training.pipeline import run_train
@@ -206,13 +206,7 @@ def test_train_with_export_publishes_the_model_and_its_export_together(tiny_base
 
     out = tmp_path / "model"
     real_export, exported = training.export.run_export, []
-
-    def failing_export(folder, data, threads):
-        exported.append(Path(folder))
-        (Path(folder) / "model.onnx").write_bytes(b"half")
-        raise RuntimeError("export stopped")
-
-    monkeypatch.setattr(training.export, "run_export", failing_export)
+    monkeypatch.setattr(training.export, "run_export", export_that_fails(exported))
     with pytest.raises(RuntimeError, match="export stopped"):
         run_train(starter_dataset, out, str(tiny_base), CONFIG_FILE, 1, False, True, **TINY_OVERRIDES)
     assert exported and exported[0].parent != out.parent and not out.exists()  # in staging; nothing published
