@@ -43,7 +43,7 @@ def bad_character(text: str) -> str | None:
             return f"holds an unpaired surrogate (U+{ord(ch):04X}) at character {position}"
         if category == "Cc" and ch not in _ALLOWED_CONTROL:
             return f"holds a control character (U+{ord(ch):04X}) at character {position}"
-        if category == "Co" or category == "Cn" and not _newer_ideograph(ch):
+        if category == "Co" or (category == "Cn" and not _newer_ideograph(ch)):
             return f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}"
     return None
 
