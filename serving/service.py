@@ -109,11 +109,9 @@ class Batcher:
             job = Job(texts, contexts, future, self.seq, results=[None] * len(texts))
             self.pending.append(job)
             self.cond.notify()
-        if gone is None:
-            return future.result()
         while True:
             try:
-                return future.result(timeout=self.poll)
+                return future.result(timeout=self.poll if gone else None)
             except FuturesTimeout:
                 if gone():
                     self.drop(job)
