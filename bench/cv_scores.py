@@ -170,8 +170,28 @@ def run_train_share(scores: str) -> float:
         raise ValueError(f"{folds}: cannot read its train_share ({error}); give --train-share") from None
 
 
-def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Path | str) -> dict:
-    """Each file's paragraphs alone as scored and as judged by `plans` (out_of_fold_judge)."""
+def run_extra_train(scores: str) -> list[str] | None:
+    """The corpora the cross-validation that wrote `scores` added to its training data, as its
+    folds.json records them; None when it records none (older runs) or cannot be read."""
+    try:
+        recorded = json.loads((Path(scores).parent / "folds.json").read_text(encoding="utf-8")).get("extra_train")
+    except (OSError, ValueError, AttributeError):  # no file, not JSON (run_train_share says so), not an object
+        return None
+    return [str(p) for p in recorded] if isinstance(recorded, list) else None
+
+
+def extra_train_note(ran_with: list[str] | None, given: list[str]) -> str:
+    """A line for the report when the judge trains on other extra corpora than the encoder did
+    (allowed: a judge-only experiment; said, so that a slip is seen)."""
+    if ran_with is None or sorted(Path(p).resolve() for p in ran_with) == sorted(Path(p).resolve() for p in given):
+        return ""
+    return (f"note: the run's encoder trained with --extra-train {' '.join(ran_with) or '(none)'}; "
+            f"this judge with {' '.join(given) or '(none)'}")
+
+
+def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Path | str, note: str = "") -> dict:
+    """Each file's paragraphs alone as scored and as judged by `plans` (out_of_fold_judge); `note`
+    goes into the report as it is."""
     from model.plans_judge import PLANS, is_judged, judged
     from model.predictor import Prediction
 
@@ -192,7 +212,8 @@ def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Pat
             "average_precision_plans_judged": round(float(average_precision_score(is_plans, [v.scores[PLANS] for v in verdicts])), 4),
         }
     result = {"files": paths, "judge": settings, "paragraphs": len(plans), "alone": table,
-              "mean_alone_judged": round(float(np.mean([t["alone_judged"] for t in table.values()])), 4)}
+              "mean_alone_judged": round(float(np.mean([t["alone_judged"] for t in table.values()])), 4),
+              **({"note": note} if note else {})}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "cv_judge.json", json.dumps(result, ensure_ascii=False, indent=2))
@@ -201,6 +222,8 @@ def judge(paths: list[str], plans: dict, fold_of: dict, settings: dict, out: Pat
     lines += [f"| {name} | {t['alone_as_scored']:.3f} | **{t['alone_judged']:.3f}** | {t['average_precision_plans_as_scored']:.3f} | "
               f"{t['average_precision_plans_judged']:.3f} |" for name, t in table.items()]
     lines.append(f"\nmean alone judged: {result['mean_alone_judged']:.3f}")
+    if note:
+        lines.append(f"\n{note}")
     atomic_write_text(out / "cv_judge.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return result
@@ -286,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             plans, fold_of = out_of_fold_judge(args.corpus, args.extra_train, args.folds, args.seed, settings.dev_fraction,
                                                chosen["units"], chosen["starter_weight"], chosen["C"], config.base_model or settings.base_model,
                                                chosen["train_share"])
-            judge(args.scores, plans, fold_of, chosen, args.out)
+            judge(args.scores, plans, fold_of, chosen, args.out, extra_train_note(run_extra_train(args.scores[0]), args.extra_train))
         except ValueError as error:  # a DataError too
             parser.error(str(error))
     elif args.command == "average":

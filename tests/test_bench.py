@@ -286,6 +286,16 @@ def test_cv_judge_refits_the_judge_per_fold_and_judges_the_scores_alone(tmp_path
     (tmp_path / "folds.json").write_text(json.dumps({"folds": folds, "train_share": 0.5}), encoding="utf-8")
     assert cv_scores.main(args) == 0
     assert json.loads((tmp_path / "o" / "cv_judge.json").read_text(encoding="utf-8"))["judge"]["train_share"] == 0.5
+    assert "note" not in json.loads((tmp_path / "o" / "cv_judge.json").read_text(encoding="utf-8"))  # no extra_train recorded
+    # a judge trained beside other extra corpora than the run's encoder: allowed, and said
+    (tmp_path / "folds.json").write_text(json.dumps({"folds": folds, "extra_train": ["elsewhere"]}), encoding="utf-8")
+    assert cv_scores.main(args) == 0
+    note = json.loads((tmp_path / "o" / "cv_judge.json").read_text(encoding="utf-8"))["note"]
+    assert "--extra-train elsewhere" in note and "this judge with (none)" in note
+    assert note in (tmp_path / "o" / "cv_judge.md").read_text(encoding="utf-8")
+    (tmp_path / "folds.json").write_text(json.dumps({"folds": folds, "extra_train": []}), encoding="utf-8")
+    assert cv_scores.main(args) == 0
+    assert "note" not in json.loads((tmp_path / "o" / "cv_judge.json").read_text(encoding="utf-8"))
     (tmp_path / "folds.json").write_text("{", encoding="utf-8")
     with pytest.raises(SystemExit):
         cv_scores.main(args)

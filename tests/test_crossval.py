@@ -152,6 +152,7 @@ def test_a_learning_curve_records_each_share_and_tabulates_them(tmp_path, capsys
     half = json.loads((tmp_path / "share-0.5" / "folds.json").read_text(encoding="utf-8"))
     whole = json.loads((tmp_path / "share-1" / "folds.json").read_text(encoding="utf-8"))
     assert half["train_share"] == 0.5 and whole["train_share"] == 1.0 and half["folds"] == whole["folds"]
+    assert half["corpus"] == [str(STARTER)] and half["extra_train"] == []  # what it ran on, for whoever reads its scores
     assert all(0 < h < w for h, w in zip(half["train_reports"], whole["train_reports"]))
     assert all(0 < h < w for h, w in zip(half["train_paragraphs"], whole["train_paragraphs"]))
     assert "trained on 50% of its training reports" in (tmp_path / "share-0.5" / "comparison.md").read_text(encoding="utf-8")

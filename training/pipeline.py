@@ -318,7 +318,9 @@ def run_crossval(corpus: list[str], out: Path, folds: int, models: list[str], se
         runs.append({"name": name, "settings": variant.model_dump(), "minutes": minutes})
         # written after every variant: a long search shows its figures as they come
         table = write_evaluations(evaluations, out, described)
-        atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "train_share": train_share, "train_reports": train_reports,
+        atomic_write_text(Path(out) / "folds.json", json.dumps({"folds": groups, "corpus": [str(c) for c in corpus],
+                                                               "extra_train": [str(e) for e in extra_train or []],
+                                                               "train_share": train_share, "train_reports": train_reports,
                                                                "train_paragraphs": train_paragraphs,
                                                                "config": config.model_dump(), "runs": runs},
                                                                ensure_ascii=False, indent=2))
