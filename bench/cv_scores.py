@@ -158,24 +158,33 @@ def out_of_fold_judge(corpus: list[str], extra_train: list[str], folds: int, see
     return plans, fold_of
 
 
-def run_train_share(scores: str) -> float:
-    """The share of each fold's training reports a cross-validation trained on, as its folds.json
-    (written beside its score files) records it; 1 when it records none (runs before the option)."""
+def run_folds(scores: str) -> dict:
+    """The folds.json of the cross-validation that wrote `scores` (beside its score files); {} when
+    there is none. ValueError when it is not a JSON object."""
     folds = Path(scores).parent / "folds.json"
     if not folds.is_file():
-        return 1.0
+        return {}
+    record = json.loads(folds.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
+
+
+def run_train_share(scores: str) -> float:
+    """The share of each fold's training reports a cross-validation trained on, as its folds.json
+    records it; 1 when it records none (runs before the option)."""
     try:
-        return float(json.loads(folds.read_text(encoding="utf-8")).get("train_share", 1.0))
-    except (ValueError, AttributeError, TypeError) as error:  # not JSON, not an object, not a number
-        raise ValueError(f"{folds}: cannot read its train_share ({error}); give --train-share") from None
+        return float(run_folds(scores).get("train_share", 1.0))
+    except (ValueError, TypeError) as error:  # not JSON, not an object, not a number
+        raise ValueError(f"{Path(scores).parent / 'folds.json'}: cannot read its train_share ({error}); give --train-share") from None
 
 
 def run_extra_train(scores: str) -> list[str] | None:
     """The corpora the cross-validation that wrote `scores` added to its training data, as its
     folds.json records them; None when it records none (older runs) or cannot be read."""
     try:
-        recorded = json.loads((Path(scores).parent / "folds.json").read_text(encoding="utf-8")).get("extra_train")
-    except (OSError, ValueError, AttributeError):  # no file, not JSON (run_train_share says so), not an object
+        recorded = run_folds(scores).get("extra_train")
+    except ValueError:  # unreadable: run_train_share says so where it matters
         return None
     return [str(p) for p in recorded] if isinstance(recorded, list) else None
 
