@@ -115,13 +115,13 @@ def heading_shape(text: str) -> tuple[int, str, bool]:
             return 0, "", False
         stop = rest.find("。")
         if 0 <= stop < len(rest) - 1 or len(rest) > MAX_HEADING_CHARS:
-            return level, _topic(text), True
+            return level, topic(text), True
         return level, text, False
     return 0, "", False
 
 
-def _topic(text: str) -> str:
-    """The heading part of a fused heading: the original text up to its first 。."""
+def topic(text: str) -> str:
+    """The heading part of a fused heading (or a run-in one, 「一是…。」): the original text up to its first 。."""
     cut = text.find("。")
     return text[: cut + 1] if cut >= 0 else text[:MAX_HEADING_CHARS]
 

@@ -1,6 +1,6 @@
 from collections import Counter
 
-from renda.labelling import label_paragraphs
+from renda.labelling import heading_paths, label_paragraphs
 from renda.parsing import parse_lines, parse_report
 
 
@@ -64,3 +64,38 @@ def test_congress_name_does_not_count_as_deputy():
 def test_furniture_at_top_does_not_end_the_report():
     lines = ["某区人大常委会工作回顾", "日期:2022-01-04 09:40", "一、五年来，常委会推进依法监督、有效监督。聚焦重点持续发力。", "跟踪监督预算执行。"]
     assert Counter(labels_of(lines)) == Counter({"other": 2, "supervision": 2})
+
+
+RUN_IN_REVIEW = [
+    "一、过去一年的主要工作",
+    "一年来，常委会在市委领导下依法履职。",
+    "一是坚持党的全面领导，把准政治方向。常委会党组向市委请示报告十二次。",
+    "深入学习党的创新理论，举办读书班三期。",
+    "二是坚持立法为民。制定地方性法规三件，审查规范性文件四十件。",
+    "三是增强监督实效。听取审议专项工作报告八个，开展执法检查三次。",
+    "四是密切联系代表。新建代表联络站六个。",
+]
+RUN_IN_PLANS = ["二、今后一年的主要任务", "一是坚持党的全面领导。", "二是提高立法质量，计划制定条例四件。"]
+
+
+def test_run_in_sections_of_a_review_container_carry_their_labels():
+    # a review container written in 「一是…」「二是…」 paragraphs: each opens a section of its own,
+    # its opening sentence its heading; the summary before them stays `other`, the plans part `plans`
+    lines = RUN_IN_REVIEW + RUN_IN_PLANS + ["各位代表，让我们团结奋斗！"]
+    assert labels_of(lines) == ["other", "other", "leadership", "leadership", "legislation", "supervision", "deputy",
+                                "plans", "plans", "plans", "other"]
+    paths = heading_paths(parse_lines(lines))
+    assert paths[3] == ["一、过去一年的主要工作", "一是坚持党的全面领导，把准政治方向。"]  # the run-in heading stands as a section's
+    assert paths[8] == ["二、今后一年的主要任务"]  # a run-in item of the plans part is no section
+
+
+def test_a_run_in_list_before_numbered_sections_is_the_summary():
+    # numbered sections follow inside the container: the 一是/二是 list is the summary's (other)
+    lines = RUN_IN_REVIEW[:3] + ["二是立法工作有新进展。"] + ["（一）坚持政治引领", "认真落实请示报告制度。"]
+    assert labels_of(lines) == ["other", "other", "other", "other", "leadership", "leadership"]
+
+
+def test_one_run_in_paragraph_or_a_list_out_of_order_is_no_section():
+    assert labels_of(RUN_IN_REVIEW[:3]) == ["other"] * 3  # 一是 alone
+    out_of_order = [RUN_IN_REVIEW[0], RUN_IN_REVIEW[4], RUN_IN_REVIEW[2]]  # 二是 before 一是
+    assert labels_of(out_of_order) == ["other"] * 3
