@@ -93,6 +93,25 @@ def test_a_fragment_without_its_part_heading_is_labelled_by_the_model_where_the_
     assert strict.rows()[0]["section_label"] == "other" and strict.rows()[0]["source"] == "heading"
 
 
+RUN_IN = """过去一年的主要工作
+一年来，常委会依法履职，各项工作取得新成效。
+一是坚持党的领导。常委会党组坚持重大事项请示报告。
+二是依法开展监督。听取审议县政府专项工作报告六个。
+三是支持代表依法履职。组织代表进站接待群众。
+今后工作建议
+一是加强监督。开展执法检查两次。
+"""
+
+
+def test_a_report_in_run_in_sections_is_labelled_section_by_section():
+    # the review container's run-in sections (一是…二是…) are units: the whole report is not one summary
+    model = Scripted()
+    rows = label_report(model, RUN_IN).rows()
+    assert [r["section_label"] for r in rows] == ["other", "other", "leadership", "supervision", "deputy", "plans", "plans"]
+    assert rows[3]["heading_path"] == ["过去一年的主要工作", "二是依法开展监督。"]
+    assert model.contexts == [r["heading_path"] for r in rows]  # each run-in section's paragraphs read with its heading
+
+
 def test_a_one_paragraph_unit_decided_by_the_model_says_model():
     unit = Unit("", None, None, (0,))
     [label], [source] = combine([unit], [Prediction("deputy", 0.8, scores("deputy", 0.8))], LABELS, Combiner())
