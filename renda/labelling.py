@@ -2,8 +2,9 @@
 
 The report is walked once to cut it into *units*: stretches that share one label. A unit is a
 section (一、…) or, under a review container (「一、过去一年主要工作」) or with no numbered
-section above it, a sub-section （一）…, or a run-in section (「一是坚持党的全面领导。常委会…」) of a
-review container written in them (`run_in_sections`). Fixed stretches need no vote: the preamble, the review
+section above it, a sub-section （一）…; in a review container with neither, a section it numbers
+lower: 「1.」「（1）」 items or run-in paragraphs (「一是坚持党的全面领导。常委会…」, 「第一，…」;
+`numbered_sections`). Fixed stretches need no vote: the preamble, the review
 container's own summary, the closing appeal and page furniture are `other`; everything in the
 forward-looking part is `plans`. Each remaining unit takes the label its heading's keywords point
 to; when the heading has none or ties, the unit's paragraphs vote with their keywords. A unit with
@@ -27,7 +28,9 @@ _PLANS_START = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下�
 MAX_PART_HEADING = 20
 HEADING_WEIGHT = 5
 _NUMERALS = "一二三四五六七八九十"
-_RUN_IN = re.compile(rf"^([{_NUMERALS}])是")  # 「一是…」 opening a paragraph
+# numbers that open a paragraph (run-in: 「一是…」, 「第一，…」) or an item line (「1.」, 「(1)」), NFKC-folded
+_RUN_IN = re.compile(rf"^(?:([{_NUMERALS}])是|第([{_NUMERALS}])[,、])")
+_ITEM = re.compile(r"^(?:(\d{1,2})\s*[.、](?!\d)|\((\d{1,2})\))")
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Segment:
     members: list[int] = field(default_factory=list)
     rule: str | None = None  # the label the rules give it (segment_rule), set by segment_report
     rule_kind: str | None = None  # what decided it: part, preamble, heading, keywords (None: no signal)
-    run_in: bool = False  # a run-in section: its heading is its first paragraph's opening sentence
+    numbered: bool = False  # a section numbered below the usual levels (numbered_sections): its heading joins the path
 
     @property
     def fixed(self) -> str | None:
@@ -110,12 +113,25 @@ def segment_rule(segment: Segment, paragraphs: list[Paragraph], rules: LabelRule
     return decided, "keywords" if decided else None
 
 
-def run_in_sections(paragraphs: list[Paragraph], container: int, closing: tuple[str, ...], rules: LabelRules) -> set[int]:
-    """The paragraphs that open run-in sections of the review container headed at `container`:
-    「一是…。」「二是…。」 paragraphs, at least two, numbered in order from 一, and no numbered
-    section of the container's own before the plans part, the closing or the end. Otherwise none:
-    a run-in list in a summary that numbered sections follow (or just one 一是) is the summary's."""
-    found: list[tuple[int, int]] = []
+def _numbering(para: Paragraph) -> tuple[str, int] | None:
+    """(style, number counted from 0) of a paragraph that opens with a run-in or item number, else None."""
+    folded = match_form(para.text)
+    if para.level == 0 and (run_in := _RUN_IN.match(folded)):
+        numeral = run_in.group(1) or run_in.group(2)
+        return ("是" if run_in.group(1) else "第"), _NUMERALS.index(numeral)
+    if para.level == 3 and (item := _ITEM.match(folded)):
+        return ("1." if item.group(1) else "(1)"), int(item.group(1) or item.group(2)) - 1
+    return None
+
+
+def numbered_sections(paragraphs: list[Paragraph], container: int, closing: tuple[str, ...], rules: LabelRules) -> set[int]:
+    """The paragraphs that open the sections of the review container headed at `container` when it
+    numbers them below the usual levels: 「1.」 or 「（1）」 items, 「一是」 or 「第一，」 run-in
+    paragraphs; the first style with at least two, numbered in order from one. None when the
+    container holds a numbered section of its own (一、 or （一）) before the plans part, the
+    closing or the end: a run-in list in a summary that numbered sections follow (or a lone 一是)
+    is the summary's."""
+    found: dict[str, list[tuple[int, int]]] = {}
     for i in range(container + 1, len(paragraphs)):
         para = paragraphs[i]
         if para.furniture or match_form(para.text).startswith(closing):
@@ -124,12 +140,12 @@ def run_in_sections(paragraphs: list[Paragraph], container: int, closing: tuple[
             if para.is_heading and is_plans_heading(para.heading, rules):
                 break
             return set()
-        opening = _RUN_IN.match(match_form(para.text)) if para.level == 0 else None
-        if opening:
-            found.append((i, _NUMERALS.index(opening.group(1))))
-    if len(found) < 2 or [number for _, number in found] != list(range(len(found))):
-        return set()
-    return {i for i, _ in found}
+        if numbering := _numbering(para):
+            found.setdefault(numbering[0], []).append((i, numbering[1]))
+    for openers in found.values():  # in the order the styles first appear
+        if len(openers) >= 2 and [number for _, number in openers] == list(range(len(openers))):
+            return {i for i, _ in openers}
+    return set()
 
 
 def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None) -> list[Segment]:
@@ -138,15 +154,15 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
     closing = tuple(match_form(w) for w in rules.closing)
     segments = [Segment("preamble", "")]
     section_is_unit = False  # does the current 一、 section carry the label for its sub-sections?
-    run_in: set[int] = set()  # paragraphs that open run-in sections (run_in_sections)
+    numbered: set[int] = set()  # paragraphs that open sections a review container numbers lower (numbered_sections)
     for i, para in enumerate(paragraphs):
         kind = segments[-1].kind
         in_body = kind in ("unit", "plans")
         # furniture after the body, or the closing appeal: the report has ended
         if in_body and (para.furniture or match_form(para.text).startswith(closing)):
             segments.append(Segment("closing", ""))
-        elif i in run_in and kind != "plans":
-            segments.append(Segment("unit", topic(para.text), run_in=True))
+        elif i in numbered and kind != "plans":
+            segments.append(Segment("unit", para.heading or topic(para.text), numbered=True))
         elif kind != "closing" and not para.furniture and para.level in (1, 2):
             prose = not para.is_heading  # a fused line opens a topic section, never a part
             if not prose and is_plans_heading(para.heading, rules):
@@ -155,7 +171,7 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
             elif kind != "plans" and not prose and para.level == 1 and is_review_heading(para.heading, rules):
                 segments.append(Segment("review", para.heading))
                 section_is_unit = False
-                run_in |= run_in_sections(paragraphs, i, closing, rules)
+                numbered |= numbered_sections(paragraphs, i, closing, rules)
             elif kind != "plans" and (para.level == 1 or not section_is_unit):
                 segments.append(Segment("unit", para.heading))
                 section_is_unit = para.level == 1
@@ -170,22 +186,23 @@ def heading_paths(paragraphs: list[Paragraph], segments: list[Segment] | None = 
     """Every paragraph's heading path, outermost first: the part heading (a review or plans
     container, 「今后工作建议」 over 「一、…」) when it is not the section itself, then the section
     and the sub-section. A heading line's path ends with itself; the preamble's and the
-    closing's are empty. A run-in section's heading (its opening sentence) stands as its section's."""
+    closing's are empty. The heading of a section a review container numbers lower (「1.」, or a
+    run-in 「一是…。」 sentence) follows the part heading."""
     segments = segments or segment_report(paragraphs)
     part_of: dict[int, str | None] = {}
-    run_in_of: dict[int, str] = {}
+    numbered_of: dict[int, str] = {}
     part = ""
     for segment in segments:
         if segment.kind in ("review", "plans"):
             part = segment.heading
         for index in segment.members:  # the closing sits under no heading: None
             part_of[index] = None if segment.kind == "closing" else part
-            if segment.run_in:
-                run_in_of[index] = segment.heading
+            if segment.numbered:
+                numbered_of[index] = segment.heading
     paths = []
     for i, p in enumerate(paragraphs):
         path = []
-        for heading in (part_of[i], p.section, p.subsection, run_in_of.get(i)) if part_of[i] is not None else ():
+        for heading in (part_of[i], p.section, p.subsection, numbered_of.get(i)) if part_of[i] is not None else ():
             if heading and heading not in path:
                 path.append(heading)
         paths.append(path)

@@ -99,3 +99,20 @@ def test_one_run_in_paragraph_or_a_list_out_of_order_is_no_section():
     assert labels_of(RUN_IN_REVIEW[:3]) == ["other"] * 3  # 一是 alone
     out_of_order = [RUN_IN_REVIEW[0], RUN_IN_REVIEW[4], RUN_IN_REVIEW[2]]  # 二是 before 一是
     assert labels_of(out_of_order) == ["other"] * 3
+
+
+def test_a_review_container_that_numbers_its_sections_as_items_or_ordinals():
+    # no 一、 or （一） inside the container: its 「1.」 / 「（1）」 items or 「第一，」 paragraphs are its sections
+    plans = ["二、今后一年的主要任务", "加强监督。"]
+    items = ["一、过去一年的主要工作", "一年来，常委会依法履职。", "1.坚持党的全面领导", "常委会党组请示报告十二次。",
+             "2.依法开展监督", "听取审议专项工作报告八个。"]
+    expected = ["other", "other", "leadership", "leadership", "supervision", "supervision", "plans", "plans"]
+    assert labels_of(items + plans) == expected
+    assert labels_of([line.replace("1.", "（1）").replace("2.", "（2）") for line in items] + plans) == expected
+    assert heading_paths(parse_lines(items + plans))[3] == ["一、过去一年的主要工作", "1.坚持党的全面领导"]
+    ordinals = ["过去一年的主要工作", "一年来，常委会依法履职。", "第一，坚持党的全面领导。常委会党组请示报告十二次。",
+                "第二，依法开展监督。听取审议专项工作报告八个。"]
+    assert labels_of(ordinals) == ["other", "other", "leadership", "supervision"]
+    # items under a numbered sub-section are that sub-section's
+    nested = items[:2] + ["（一）坚持党的全面领导"] + items[2:]
+    assert labels_of(nested) == ["other", "other"] + ["leadership"] * 5
