@@ -24,15 +24,19 @@ from renda.records import Record, atomic_write_text, dumps_jsonl
 from serving.validation import InputProblem, check_characters, check_text
 
 # A report id becomes a file name: letters, digits, CJK, `.`, `_` and `-`, not starting with a dot,
-# so no separators, no `..`, no hidden files. 100 characters stay well inside any file-name limit.
+# so no separators, no `..`, no hidden files. File names are limited in bytes (255 on Linux), and the
+# atomic write's temporary name adds about 20 to the id's: so at most 200 bytes in UTF-8, where a
+# Chinese character takes 3.
 REPORT_ID = re.compile(r"[A-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff][A-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff._-]{0,99}")
-REPORT_ID_RULE = "1 to 100 letters, digits, Chinese characters, '.', '_' or '-', not starting with '.'"
+REPORT_ID_BYTES = 200
+REPORT_ID_RULE = ("1 to 100 letters, digits, Chinese characters, '.', '_' or '-', not starting with '.', "
+                  f"at most {REPORT_ID_BYTES} bytes in UTF-8 ({REPORT_ID_BYTES // 3} Chinese characters)")
 
 _write_lock = threading.Lock()  # one writer at a time: the read-append-rename of a file is not atomic between threads
 
 
 def check_report_id(field: str, report_id: str) -> None:
-    if not REPORT_ID.fullmatch(report_id):
+    if not REPORT_ID.fullmatch(report_id) or len(report_id.encode("utf-8")) > REPORT_ID_BYTES:
         raise InputProblem(field, f"{report_id[:120]!r} is not a usable report id: use {REPORT_ID_RULE}")
 
 

@@ -172,7 +172,8 @@ class CorrectionRecord(BaseModel):
         "position": 10}})
 
     report_id: str = Field(..., max_length=100, description="the report's id, also its file name: letters, digits, "
-                                                            "Chinese characters, `.`, `_`, `-`, not starting with `.`")
+                                                            "Chinese characters, `.`, `_`, `-`, not starting with `.`; "
+                                                            "at most 200 bytes in UTF-8 (66 Chinese characters)")
     text: str = Field(..., description="the paragraph, as the report has it")
     label: str = Field(..., description="the label the reviewer gave it")
     heading: Heading = Field("", description="the nearest heading above the paragraph")

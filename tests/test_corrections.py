@@ -88,7 +88,15 @@ def test_rows_are_appended_and_the_latest_correction_wins(tmp_path):
     assert {r.text: r.label for r in corpus.records} == {ROW["text"]: "plans", other["text"]: "deputy"}
 
 
-BAD_IDS = ["../x", "a/b", "", "x" * 101, ".hidden", "..", "a\\b", "报告 2024", "/etc/passwd", "a\x00b", "~root", "-"]
+BAD_IDS = ["../x", "a/b", "", "x" * 101, "青" * 67, ".hidden", "..", "a\\b", "报告 2024", "/etc/passwd", "a\x00b", "~root", "-"]
+
+
+def test_the_longest_chinese_report_id_is_a_file(tmp_path):
+    folder = tmp_path / "corrections"
+    with corrections_client(folder) as client:
+        response = post(client, [{**ROW, "report_id": "青" * 66}])  # 198 bytes: inside the budget, written
+    assert response.status_code == 201, response.text
+    assert list(files(folder)) == ["青" * 66 + ".jsonl"]
 
 
 @pytest.mark.parametrize("report_id", BAD_IDS)
