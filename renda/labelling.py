@@ -125,8 +125,8 @@ def _numbering(para: Paragraph) -> tuple[str, int] | None:
 
 
 def numbered_sections(paragraphs: list[Paragraph], container: int, closing: tuple[str, ...], rules: LabelRules) -> set[int]:
-    """The paragraphs that open the sections of the review container headed at `container` when it
-    numbers them below the usual levels: 「1.」 or 「（1）」 items, 「一是」 or 「第一，」 run-in
+    """The paragraphs that open the sections of the review container headed at `container` (-1: of
+    a report with no container, 一、 or （一） at all) when it numbers them below the usual levels: 「1.」 or 「（1）」 items, 「一是」 or 「第一，」 run-in
     paragraphs; the first style with at least two, numbered in order from one. None when the
     container holds a numbered section of its own (一、 or （一）) before the plans part, the
     closing or the end: a run-in list in a summary that numbered sections follow (or a lone 一是)
@@ -135,7 +135,9 @@ def numbered_sections(paragraphs: list[Paragraph], container: int, closing: tupl
     for i in range(container + 1, len(paragraphs)):
         para = paragraphs[i]
         if para.furniture or match_form(para.text).startswith(closing):
-            break
+            if found:  # the body has ended (before it: a page's furniture, the salutation 各位代表：)
+                break
+            continue
         if para.level in (1, 2):
             if para.is_heading and is_plans_heading(para.heading, rules):
                 break
@@ -154,7 +156,8 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
     closing = tuple(match_form(w) for w in rules.closing)
     segments = [Segment("preamble", "")]
     section_is_unit = False  # does the current 一、 section carry the label for its sub-sections?
-    numbered: set[int] = set()  # paragraphs that open sections a review container numbers lower (numbered_sections)
+    # paragraphs that open sections a review container (or a report with none) numbers lower (numbered_sections)
+    numbered: set[int] = numbered_sections(paragraphs, -1, closing, rules)
     for i, para in enumerate(paragraphs):
         kind = segments[-1].kind
         in_body = kind in ("unit", "plans")
@@ -177,6 +180,11 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
                 section_is_unit = para.level == 1
         segments[-1].members.append(i)
     segments = [s for s in segments if s.members]
+    if not any(s.kind in ("unit", "review", "plans") for s in segments):
+        # no structure at all (no heading, no numbered section): the rules still call it preamble,
+        # but each paragraph is a unit of its own, so that a model weighs each against that rule;
+        # one unit would take the label its paragraphs' mean favours, which may be none of theirs
+        segments = [Segment("preamble", "", [i]) for s in segments for i in s.members]
     for segment in segments:  # each carries its rule and kind: callers never ask the rules again
         segment.rule, segment.rule_kind = segment_rule(segment, paragraphs, rules)
     return segments

@@ -112,6 +112,34 @@ def test_a_report_in_run_in_sections_is_labelled_section_by_section():
     assert model.contexts == [r["heading_path"] for r in rows]  # each run-in section's paragraphs read with its heading
 
 
+class RunnerUp(Scripted):
+    """Scripted, with `plans` the runner-up of every paragraph: what a judge of plans-or-not does alone."""
+
+    def predict(self, texts, contexts=None):
+        out = []
+        for p in super().predict(texts, contexts):
+            scores = {label: 0.01 for label in LABELS} | {"plans": 0.35, p.label: 0.6}
+            scores = {label: value / sum(scores.values()) for label, value in scores.items()}
+            out.append(Prediction(p.label, scores[p.label], scores, context=p.context))
+        return out
+
+
+def test_a_text_with_no_structure_is_labelled_paragraph_by_paragraph():
+    # no heading and no numbered section: one preamble unit would take the label its paragraphs'
+    # mean favours (here plans, the runner-up of each), which none of them has
+    text = "常委会党组坚持重大事项请示报告。\n听取审议县政府专项工作报告六个。\n组织代表进站接待群众。\n"
+    rows = label_report(RunnerUp(), text).rows()
+    assert [r["section_label"] for r in rows] == ["leadership", "supervision", "deputy"]
+    assert {r["source"] for r in rows} == {"model"}
+
+
+def test_a_text_that_numbers_its_sections_as_items_gets_a_unit_for_each():
+    text = "1.坚持党的领导\n常委会党组坚持重大事项请示报告。\n2.依法开展监督\n听取审议县政府专项工作报告六个。\n"
+    rows = label_report(RunnerUp(), text).rows()
+    assert [r["section_label"] for r in rows] == ["leadership", "leadership", "supervision", "supervision"]
+    assert rows[3]["heading_path"] == ["2.依法开展监督"]
+
+
 def test_a_one_paragraph_unit_decided_by_the_model_says_model():
     unit = Unit("", None, None, (0,))
     [label], [source] = combine([unit], [Prediction("deputy", 0.8, scores("deputy", 0.8))], LABELS, Combiner())
