@@ -83,8 +83,8 @@ def variant(value: str) -> dict[str, str]:
     return dict(setting(item) for item in value.replace(",", " ").split())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    s = get_settings()
+def build_parser(settings=None) -> argparse.ArgumentParser:
+    s = settings or get_settings()
     parser = argparse.ArgumentParser(prog="renda", description="Label the paragraphs of 人大常委会工作报告 by section.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -226,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValueError as error:  # a bad environment variable: every command (--help too) says which, in one line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
     seed = settings.seed if getattr(args, "seed", None) is None else args.seed  # --seed 0 is a seed
     try:
         if args.command == "data":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # POST /v1/corrections appends reviewed labels here, one JSONL file per report (a training corpus)
     corrections_dir: Path = ROOT / "data" / "corrections"
     # Write actions (saving corrections, retraining) need `Authorization: Bearer <ADMIN_TOKEN>` when it is set
-    admin_token: str | None = Field(None, min_length=8, description="unset: write actions are open (a service on localhost)")
+    admin_token: str | None = Field(None, description="at least 8 characters; unset: write actions are open (a service on localhost)")
     # "Retrain on corrections" (POST /v1/retrain): `renda retrain` on this corpus plus CORRECTIONS_DIR, published to MODEL_DIR
     retrain_corpus: list[str] = Field(default_factory=lambda: [str(ROOT / "data" / "starter")])
     retrain_set: list[str] = Field(default_factory=list, description="training settings for the retrain, KEY=VALUE")
@@ -82,6 +82,22 @@ class Settings(BaseSettings):
     archive_actor_cpus: float = Field(1.0, gt=0, description="CPUs per actor (its torch threads: this, rounded up)")
     archive_actor_gpus: float = Field(0.0, ge=0, description="GPUs per actor; 0 = CPU only")
 
+    @field_validator("admin_token")
+    @classmethod
+    def _token_long_enough(cls, token: str | None) -> str | None:
+        # an empty value is refused, not read as unset: ADMIN_TOKEN=$SECRET with SECRET missing must not open writes
+        if token is not None and len(token) < 8:
+            raise ValueError("needs at least 8 characters (to leave write actions open, unset it: an empty value is refused)")
+        return token
+
+
+class SettingsError(ValueError):
+    """An environment variable the settings cannot take: named, in one line."""
+
 
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:  # names the variable; never echoes its value (ADMIN_TOKEN is a secret)
+        raise SettingsError("; ".join(f"environment variable {'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+                                      for e in error.errors())) from None

@@ -407,6 +407,21 @@ def test_seed_zero_is_a_seed(tmp_path):
         assert json.loads((tmp_path / f"data-{seed}" / "summary.json").read_text())["seed"] == int(seed)
 
 
+@pytest.mark.parametrize("variable, value, says", [
+    ("ADMIN_TOKEN", "short", "at least 8 characters"),
+    ("ADMIN_TOKEN", "", "an empty value is refused"),
+    ("MAX_PARAGRAPHS", "abc", "valid integer"),
+])
+def test_a_bad_environment_variable_is_named_by_every_command(monkeypatch, capsys, variable, value, says):
+    # --help included: settings are read before the parser; the token's value is never echoed
+    monkeypatch.setenv(variable, value)
+    for argv in (["--help"], ["classify", "no-such-file.txt"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: environment variable {variable}: ") and says in err and "Traceback" not in err
+        assert value == "" or value not in err
+
+
 def test_bad_settings_and_broken_folders_are_one_line_errors(tmp_path, tiny_model, capsys):
     """A setting out of range, a broken model folder or an unreadable config: `error: …` and status 2,
     no traceback; a negative thread count is refused by the parser."""
