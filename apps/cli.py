@@ -362,13 +362,16 @@ def read_input(path: Path) -> str | list[dict]:
     """A report's text (any format `renda.readers` reads) or the paragraphs of a .jsonl / .csv file;
     bad input stops here. The format and encoding read are said on standard error."""
     if not path.is_file():
-        raise DataError(path, "no such file")
+        raise DataError(path, "is a folder, not a file" if path.is_dir() else "no such file")
     if path.suffix in (".jsonl", ".csv"):
         return read_paragraphs(path)
+    from renda.parsing import bad_character
     from renda.readers import read_report
 
     report = read_report(str(path))
     print(f"{path}: read as {report.format}" + (f" ({report.encoding})" if report.encoding else ""), file=sys.stderr)
+    if problem := bad_character(report.text):  # what the service refuses in an upload, refused here too
+        raise DataError(path, problem)
     return report.text
 
 

@@ -31,21 +31,37 @@ def has_chinese(text: str) -> bool:
     return CJK.search(text) is not None
 
 
-_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+# Line ends, tabs, and the controls that break lines: vertical tab, form feed (pdftotext's page
+# break) and NEL, all read as a new line (split_lines).
+_LINE_BREAKING = "\x0b\x0c\x85"
+_ALLOWED_CONTROL = {"\n", "\r", "\t", *_LINE_BREAKING}
 
 
 def bad_character(text: str) -> str | None:
     """What is wrong with the first character a report's text must not hold (a control character
-    but newline and tab, an unpaired surrogate, a private-use or unassigned code point), or None."""
+    but line ends and tabs, an unpaired surrogate, a private-use or unassigned code point), and where
+    (character and line), or None."""
     for position, ch in enumerate(text):
         category = unicodedata.category(ch)
         if category == "Cs":
-            return f"holds an unpaired surrogate (U+{ord(ch):04X}) at character {position}"
-        if category == "Cc" and ch not in _ALLOWED_CONTROL:
-            return f"holds a control character (U+{ord(ch):04X}) at character {position}"
-        if category == "Co" or (category == "Cn" and not _newer_ideograph(ch)):
-            return f"holds an unassigned or private-use code point (U+{ord(ch):04X}) at character {position}"
+            what = "an unpaired surrogate"
+        elif category == "Cc" and ch not in _ALLOWED_CONTROL:
+            what = "a control character"
+        elif category == "Co" or (category == "Cn" and not _newer_ideograph(ch)):
+            what = "an unassigned or private-use code point"
+        else:
+            continue
+        return f"holds {what} (U+{ord(ch):04X}) at character {position} (line {len(split_at_breaks(text[:position]))})"
     return None
+
+
+def split_at_breaks(text: str) -> list[str]:
+    """The text's lines: cut at \\n, \\r\\n, \\r, the Unicode line and paragraph separators and the
+    line-breaking controls (vertical tab, form feed, NEL)."""
+    text = text.replace("\r\n", "\n")
+    for ch in "\r\u2028\u2029" + _LINE_BREAKING:
+        text = text.replace(ch, "\n")
+    return text.split("\n")
 
 
 # Levels: 1 = section (一、 or a bare part heading), 2 = sub-section （一）, 3 = item (1. / ——).
@@ -154,8 +170,7 @@ def starts_new(line: str) -> bool:
 
 def split_lines(text: str) -> list[str]:
     """Non-empty lines of a report, with lines cut mid-sentence joined back."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")  # Unicode's line and paragraph separators too
-    lines = [normalise_line(line) for line in text.split("\n")]
+    lines = [normalise_line(line) for line in split_at_breaks(text)]
     merged: list[str] = []
     for line in lines:
         if not line:

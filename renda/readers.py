@@ -129,9 +129,19 @@ def read_report(name: str, raw: bytes | None = None, limits: ReadLimits | None =
 
 # --- Plain text ----------------------------------------------------------------------------------
 
+# GBK text written on Windows holds A3A0 as a full-width space; GB18030 maps it to the private-use
+# U+E5E5, which no model reads and the service refuses: read as the space it was meant for.
+_GB_SPACE, _GBK_SPACE = "\ue5e5", b"\xa3\xa0"
+
+
 def decode_text(name: str, raw: bytes, declared: str | None = None) -> tuple[str, str]:
     """(text, encoding): a BOM first, then strict UTF-8, then the encoding a page declares, then the
     detector; GB18030 whenever the detector's pick is of the GB family (it reads GB2312 and GBK too)."""
+    text, codec = _decode_text(name, raw, declared)
+    return (text.replace(_GB_SPACE, "\u3000") if codec == "gb18030" else text), codec
+
+
+def _decode_text(name: str, raw: bytes, declared: str | None) -> tuple[str, str]:
     for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if raw.startswith(bom):
@@ -151,6 +161,10 @@ def decode_text(name: str, raw: bytes, declared: str | None = None) -> tuple[str
 
     matches = from_bytes(raw, cp_isolation=_CANDIDATES)
     best = matches.best()
+    if best is None and _GBK_SPACE in raw:  # the detector takes GBK's A3A0 spaces for noise: read them as A1A1
+        raw = raw.replace(_GBK_SPACE, "\u3000".encode("gb18030"))
+        matches = from_bytes(raw, cp_isolation=_CANDIDATES)
+        best = matches.best()
     if best is None:
         raise DataError(name, "not text in a known encoding of Chinese (UTF-8, GB18030/GBK/GB2312, Big5, UTF-16)")
     codec = _codec_name(best.encoding) or best.encoding

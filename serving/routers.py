@@ -123,15 +123,16 @@ def classify_report_file(request: Request, files: Annotated[list[UploadFile], Fi
     except DataError as error:
         status = 415 if isinstance(error, UnsupportedFormat) else 413 if isinstance(error, FileTooLarge) else 422
         raise InputProblem("file", error.message, status) from None
-    response = _label_report(request, read.text, min_score)
+    response = _label_report(request, read.text, min_score, "file")
     response.read = FileRead(name=name, format=read.format, encoding=read.encoding)
     return response
 
 
-def _label_report(request: Request, text: str, min_score: float | None) -> ReportResponse:
-    check_report(text, request.app.state.settings)
+def _label_report(request: Request, text: str, min_score: float | None, field: str = "text") -> ReportResponse:
+    """`field`: what the request called the report (`text`, or an upload's `file`), for its errors."""
+    check_report(text, request.app.state.settings, field)
     prepared = prepare_report(text)  # parsed once: checked, then labelled
-    check_report_paragraphs(prepared[0], request.app.state.settings)
+    check_report_paragraphs(prepared[0], request.app.state.settings, field)
     batched = _Batched(_service(request), client_gone(request))
     result = label_report(batched, text, prepared=prepared)
     paragraphs = [ReportParagraph(**row, uncertain=is_uncertain(row["score"], min_score)) for row in result.rows()]

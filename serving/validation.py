@@ -57,16 +57,16 @@ def check_heading_path(where: str, heading: str | None, heading_path: list[str] 
         raise InputProblem(f"{where}.{field}" if where else field, message)
 
 
-def check_report(text: str, settings: Settings) -> None:
-    check_text("text", text, settings.max_report_chars)
+def check_report(text: str, settings: Settings, field: str = "text") -> None:
+    check_text(field, text, settings.max_report_chars)
 
 
-def check_report_paragraphs(paragraphs: list[Paragraph], settings: Settings) -> None:
+def check_report_paragraphs(paragraphs: list[Paragraph], settings: Settings, field: str = "text") -> None:
     """Each paragraph as the parser cut the report is held to the limit a paragraph sent alone has
     (one that long is mostly a report whose line breaks were lost)."""
     for i, paragraph in enumerate(paragraphs):
         if len(paragraph.text) > settings.max_paragraph_chars:
-            raise InputProblem("text", f"paragraph {i + 1} has {len(paragraph.text):,} characters; a paragraph may have "
+            raise InputProblem(field, f"paragraph {i + 1} has {len(paragraph.text):,} characters; a paragraph may have "
                                        f"{settings.max_paragraph_chars:,} at most (did the report lose its line breaks?)", 413)
 
 

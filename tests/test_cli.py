@@ -422,6 +422,15 @@ def test_a_bad_environment_variable_is_named_by_every_command(monkeypatch, capsy
         assert value == "" or value not in err
 
 
+def test_a_report_file_the_service_would_refuse_is_refused_by_the_cli_too(tmp_path, tiny_model, capsys):
+    report = tmp_path / "r.txt"
+    report.write_text("一、立法工作\n制定条例三件。\x00\n", encoding="utf-8")
+    code, _, err = run(["classify", report, "--model", tiny_model], capsys)
+    assert code == 2 and "control character (U+0000)" in err and "(line 2)" in err
+    code, _, err = run(["classify", tmp_path, "--model", tiny_model], capsys)  # a folder is no file
+    assert code == 2 and "is a folder, not a file" in err
+
+
 def test_bad_settings_and_broken_folders_are_one_line_errors(tmp_path, tiny_model, capsys):
     """A setting out of range, a broken model folder or an unreadable config: `error: …` and status 2,
     no traceback; a negative thread count is refused by the parser."""

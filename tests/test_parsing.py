@@ -67,3 +67,13 @@ def test_ideographs_newer_than_pythons_unicode_tables_are_chinese_not_unassigned
         assert bad_character(f"人大{ch}工作") is None and has_chinese(ch)
     assert "U+323B0" in bad_character("人大" + chr(0x323B0))
     assert "U+0378" in bad_character("人大" + chr(0x0378))
+
+
+def test_form_feeds_and_other_line_breaking_controls_end_lines():
+    # pdftotext ends each page with a form feed; a vertical tab or NEL also breaks a line
+    from renda.parsing import bad_character, parse_report
+
+    text = "一、立法工作\x0c制定条例三件。\x0b二、监督工作\x85听取报告两个。\r\n"
+    assert [p.text for p in parse_report(text)] == ["一、立法工作", "制定条例三件。", "二、监督工作", "听取报告两个。"]
+    assert bad_character(text) is None
+    assert bad_character("第一行\n第二行\x00") == "holds a control character (U+0000) at character 7 (line 2)"

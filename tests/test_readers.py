@@ -78,6 +78,15 @@ def test_a_short_gb_file_reads_as_gb18030():
     assert decode_text("t.txt", "人大常委会工作报告".encode("gbk")) == ("人大常委会工作报告", "gb18030")
 
 
+def test_a_gbk_full_width_space_reads_as_a_space():
+    # A3A0: a full-width space in GBK text written on Windows; GB18030 maps it to private-use U+E5E5
+    line = "常委会听取审议市政府关于优化营商环境工作情况的报告，开展专题询问。\n"
+    raw = b"".join(b"\xa3\xa0\xa3\xa0" + line.encode("gbk") for _ in range(8))  # indented as such pages are
+    text, codec = decode_text("t.txt", raw)
+    assert codec == "gb18030" and text == ("\u3000\u3000" + line) * 8
+    assert decode_text("p.html", raw, "gbk") == (text, "gb18030")  # declared by a page: the same
+
+
 def test_text_without_chinese_is_refused():
     with pytest.raises(DataError, match="no Chinese text found in this text file"):
         read_report("notes.txt", b"just some notes\n")

@@ -925,6 +925,15 @@ def test_a_bad_file_gets_its_reason(client, name, data, status, fragment):
     assert_problem(upload(client, name, data), status, "file", fragment)
 
 
+def test_an_upload_with_page_breaks_is_read_and_one_with_a_nul_is_refused_naming_the_file(client):
+    text = "一、坚持立法为民\n制定地方性法规三件。\x0c二、依法开展监督\n听取审议专项工作报告八个。\n"
+    response = upload(client, "pages.txt", text.encode("utf-8"))
+    assert response.status_code == 200, response.text
+    assert [p["text"] for p in response.json()["paragraphs"]][1:3] == ["制定地方性法规三件。", "二、依法开展监督"]
+    response = upload(client, "nul.txt", text.replace("\x0c", "\x00").encode("utf-8"))
+    assert_problem(response, 422, "file", "control character (U+0000)", "(line 2)")
+
+
 def test_upload_form_fields_are_checked(client):
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score=2), 422, "min_score")
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score="nan"), 422, "min_score", "finite")
