@@ -98,6 +98,16 @@ def format_of(name: str, raw: bytes) -> str:
     return "text"
 
 
+_MARKUP = re.compile(r"(?i)</(?:p|div|h[1-6]|li|td|span|section|article)\s*>")
+
+
+def looks_like_html(text: str) -> bool:
+    """Text that is a web page's source, not its text: a document's opening, or text that opens with a
+    tag and closes block elements (a report's own text never does either)."""
+    head = text.lstrip()[:1024].encode("utf-8")
+    return format_of("", head) == "html" or (head.startswith(b"<") and len(_MARKUP.findall(text)) >= 2)
+
+
 def read_report(name: str, raw: bytes | None = None, limits: ReadLimits | None = None) -> ReadReport:
     """The report in file `name` (its bytes in `raw`, else read from disk): text one paragraph a line.
     Limits: the settings' (MAX_FILE_BYTES, READ_TIMEOUT_S) unless given."""

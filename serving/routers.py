@@ -18,7 +18,7 @@ from model.reports import label_report, prepare_report
 from model.review import explain, prediction_doubt
 from renda.labels import LABELS
 from renda.labels import load_rules
-from renda.readers import FileTooLarge, ReadLimits, UnsupportedFormat, read_report
+from renda.readers import FileTooLarge, ReadLimits, UnsupportedFormat, looks_like_html, read_report
 from renda.records import DataError
 from serving.corrections import append_corrections, check_rows
 from serving.schemas import (
@@ -103,8 +103,19 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
 
     The report is a JSON body (`text`), or a file uploaded as multipart/form-data (`file`, and
     optionally `min_score`): plain text in any common encoding of Chinese, a web page (its main text
-    only), a PDF with a text layer or a .docx; `read` in the answer says which format and encoding were read."""
-    return _label_report(request, body.text, body.min_score)
+    only), a PDF with a text layer or a .docx; `read` in the answer says which format and encoding were read.
+    A JSON `text` that is a web page's source (HTML) is read as a web page, and `read` says so."""
+    if not looks_like_html(body.text):
+        return _label_report(request, body.text, body.min_score)
+    settings = request.app.state.settings
+    check_text("text", body.text, settings.max_report_chars)  # the limits a report's text has, before the reader
+    try:
+        read = read_report("text.html", body.text.encode("utf-8"), ReadLimits.from_settings(settings))
+    except DataError as error:
+        raise InputProblem("text", f"read as a web page's source (HTML): {error.message}", 413 if isinstance(error, FileTooLarge) else 422) from None
+    response = _label_report(request, read.text, body.min_score)
+    response.read = FileRead(name="text", format=read.format, encoding=read.encoding)
+    return response
 
 
 @router.post(UPLOAD_PATH, response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, include_in_schema=False)

@@ -149,14 +149,14 @@ class ReportSection(BaseModel):
 class FileRead(BaseModel):
     """How an uploaded report file was read (renda/readers.py)."""
 
-    name: str = Field(description="the file's name as uploaded")
+    name: str = Field(description="the file's name as uploaded (`text`: a JSON body's text read as a web page's source)")
     format: Literal["text", "html", "pdf", "docx"] = Field(description="the format read: by the name's suffix, else by the first bytes")
     encoding: str | None = Field(None, description="the text encoding found (text and web pages): utf-8, gb18030, big5, utf-16…")
 
 
 class ReportResponse(BaseModel):
     model: str
-    read: FileRead | None = Field(None, description="for an uploaded file: how it was read")
+    read: FileRead | None = Field(None, description="for an uploaded file, or a JSON text that was a web page's source: how it was read")
     paragraphs: list[ReportParagraph]
     sections: list[ReportSection]
     counts: dict[str, int]

@@ -934,6 +934,21 @@ def test_an_upload_with_page_breaks_is_read_and_one_with_a_nul_is_refused_naming
     assert_problem(response, 422, "file", "control character (U+0000)", "(line 2)")
 
 
+def test_a_web_page_source_sent_as_json_text_is_read_as_a_web_page(client):
+    page = ("<html><head><title>工作报告</title></head><body><nav>首页 | 返回顶部</nav><article>"
+            "<h2>一、坚持立法为民</h2><p>常委会全年制定地方性法规三件，修改两件，审查规范性文件四十件。</p>"
+            "<h2>二、依法开展监督</h2><p>听取审议市政府专项工作报告八个，开展执法检查三次，专题询问一次。</p>"
+            "</article></body></html>")
+    response = client.post("/v1/reports", json={"text": page})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["read"] == {"name": "text", "format": "html", "encoding": "utf-8"}
+    texts = [p["text"] for p in body["paragraphs"]]
+    assert "一、坚持立法为民" in texts and not any("<" in t for t in texts)  # headings and paragraphs, no tags
+    plain = client.post("/v1/reports", json={"text": "一、坚持立法为民\n制定条例<三件>。\n"}).json()
+    assert "read" not in plain  # report text is read as it is
+
+
 def test_upload_form_fields_are_checked(client):
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score=2), 422, "min_score")
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score="nan"), 422, "min_score", "finite")
