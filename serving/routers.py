@@ -118,7 +118,23 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     return response
 
 
-@router.post(UPLOAD_PATH, response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, include_in_schema=False)
+UPLOAD_PARTS = ("file", "min_score")
+
+
+async def only_upload_parts(request: Request) -> None:
+    """An upload's parts are `file` and `min_score`: another is refused, as an unknown JSON field is,
+    not ignored (its form is parsed already, for the route: this reads it back)."""
+    parts = list(dict.fromkeys((await request.form()).keys()))
+    if "file" not in parts:
+        raise InputProblem("file", "an upload needs a `file` part (the report file)"
+                                   + (f"; this one has {', '.join(f'`{p}`' for p in parts)}" if parts else ", and this one has no part at all (was the body cut short?)"))
+    if unknown := [part for part in parts if part not in UPLOAD_PARTS]:
+        raise InputProblem(unknown[0], f"is not a part of an upload: send `file` (the report) and optionally `min_score`; "
+                                       f"unknown: {', '.join(unknown)}")
+
+
+@router.post(UPLOAD_PATH, response_model=ReportResponse, response_model_exclude_none=True, responses=ERRORS, include_in_schema=False,
+             dependencies=[Depends(only_upload_parts)])
 def classify_report_file(request: Request, files: Annotated[list[UploadFile], File(alias="file")],
                          min_score: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None) -> ReportResponse:
     """POST /v1/reports with a file: read by renda/readers.py (size checked first, parsed in a worker

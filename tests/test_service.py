@@ -949,6 +949,12 @@ def test_a_web_page_source_sent_as_json_text_is_read_as_a_web_page(client):
     assert "read" not in plain  # report text is read as it is
 
 
+def test_an_upload_with_a_part_of_another_name_is_refused(client):
+    report = "一、坚持立法为民\n制定地方性法规三件。\n".encode("utf-8")
+    response = client.post("/v1/reports", files={"file": ("r.txt", report)}, data={"text": "审议", "min_score": "0.5"})
+    assert_problem(response, 422, "text", "not a part of an upload", "`file`")
+
+
 def test_upload_form_fields_are_checked(client):
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score=2), 422, "min_score")
     assert_problem(upload(client, "r.txt", "人大工作报告".encode(), min_score="nan"), 422, "min_score", "finite")
