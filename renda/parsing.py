@@ -9,9 +9,11 @@ shape of headings but not what they mean (that is `renda.labelling`).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from renda.labels import load_rules
 
@@ -103,9 +105,26 @@ def normalise_line(line: str) -> str:
     return _SPACES.sub(" ", line).strip()
 
 
+@functools.cache
+def _traditional_to_simplified() -> dict[int, str]:
+    """Traditional characters that are no simplified character (OpenCC's tables), each to its
+    simplified form: 監→监, 後→后, 會→会. A simplified text is left exactly as it is."""
+    import opencc
+
+    folder = Path(opencc.__file__).parent / "dictionary"
+
+    def table(name: str) -> dict[str, str]:
+        rows = (line.rstrip("\n").split("\t") for line in (folder / name).read_text(encoding="utf-8").splitlines())
+        return {row[0]: row[1].split(" ")[0] for row in rows if len(row) == 2 and len(row[0]) == 1}
+
+    simplified = table("STCharacters.txt")
+    return str.maketrans({t: s for t, s in table("TSCharacters.txt").items() if s != t and t not in simplified})
+
+
 def match_form(text: str) -> str:
-    """A copy for matching only: NFKC folds full-width punctuation and digits."""
-    return unicodedata.normalize("NFKC", text).replace(" ", "")
+    """A copy for matching only: NFKC folds full-width punctuation and digits, and traditional
+    characters are read as simplified, so that the rules (renda/labels.toml) read a Big5 report too."""
+    return unicodedata.normalize("NFKC", text).translate(_traditional_to_simplified()).replace(" ", "")
 
 
 def is_furniture(text: str) -> bool:

@@ -116,3 +116,10 @@ def test_a_review_container_that_numbers_its_sections_as_items_or_ordinals():
     # items under a numbered sub-section are that sub-section's
     nested = items[:2] + ["（一）坚持党的全面领导"] + items[2:]
     assert labels_of(nested) == ["other", "other"] + ["leadership"] * 5
+
+
+def test_a_report_in_traditional_characters_is_read_by_the_same_rules():
+    # a Big5 report: 監督, 代表聯絡站, 今後 match the rules' 监督, 代表, 今后
+    lines = ["過去一年的主要工作", "一年來，常委會依法履職。", "一、依法開展監督", "聽取審議縣政府專項工作報告八個。",
+             "二、加強代表工作", "新建代表聯絡站六個。", "今後工作建議", "加強監督。"]
+    assert labels_of(lines) == ["other", "other", "supervision", "supervision", "deputy", "deputy", "plans", "plans"]

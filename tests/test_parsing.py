@@ -77,3 +77,11 @@ def test_form_feeds_and_other_line_breaking_controls_end_lines():
     assert [p.text for p in parse_report(text)] == ["一、立法工作", "制定条例三件。", "二、监督工作", "听取报告两个。"]
     assert bad_character(text) is None
     assert bad_character("第一行\n第二行\x00") == "holds a control character (U+0000) at character 7 (line 2)"
+
+
+def test_match_form_reads_traditional_characters_as_simplified_and_leaves_simplified_text_be():
+    from renda.parsing import match_form
+
+    assert match_form("依法開展監督，人民代表大會") == "依法开展监督,人民代表大会"
+    simplified = "常委会坚持党的领导，著力推动高质量发展，显著提升履职能力。"  # 著 is simplified too: kept
+    assert match_form(simplified) == simplified.replace("，", ",").replace("。", "。")
