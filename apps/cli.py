@@ -496,13 +496,14 @@ def write_rows(rows: list[dict], out: Path | None, fmt: str, done: str, fields: 
 
 
 def to_csv(rows: list[dict], fields: list[str] | None = None) -> str:
-    """Lists (`heading_path`) become JSON arrays, which `renda classify` reads back from a CSV.
-    The columns: `fields`, else every key of the rows in order of first appearance."""
+    """Lists (`heading_path`) become JSON arrays, which `renda classify` reads back from a CSV, and
+    booleans JSON's true/false, as in the JSONL output. The columns: `fields`, else every key of the
+    rows in order of first appearance."""
     fields = fields or list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v for k, v in row.items()} for row in rows)
+    writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, bool)) else v for k, v in row.items()} for row in rows)
     return buffer.getvalue()
 
 

@@ -166,7 +166,7 @@ def test_jsonl_and_csv_heading_columns_are_read_as_context(tiny_model, inputs, p
     assert code == 0, stderr
     written = read_csv(table)
     assert [json.loads(r["heading_path"]) for r in written] == CONTEXT_PATHS
-    assert [r["context"] for r in written] == [str(bool(path)) for path in CONTEXT_PATHS]
+    assert [r["context"] for r in written] == [json.dumps(bool(path)) for path in CONTEXT_PATHS]
     again = tmp_path / "again.jsonl"
     code, _, stderr = run(["classify", table, "--model", tiny_model, "--out", again], capsys)
     assert code == 0, stderr
@@ -180,7 +180,8 @@ def test_csv_output_of_a_report_has_report_columns(tiny_model, inputs, sample_re
     rows = read_csv(out)
     assert len(rows) == len(parse_report(sample_report))
     assert {"is_heading", "heading", "label", "score", "section_label", *SCORE_COLUMNS} <= set(rows[0])
-    headings = [r["text"] for r in rows if r["is_heading"] == "True"]
+    assert {r["is_heading"] for r in rows} == {"true", "false"}  # JSON's booleans, as in the JSONL output
+    headings = [r["text"] for r in rows if r["is_heading"] == "true"]
     assert "一、坚持党的领导，把牢人大工作正确政治方向" in headings and "2024年主要任务" in headings
     for row in rows:
         check_scores(row)
