@@ -150,6 +150,21 @@ def numbered_sections(paragraphs: list[Paragraph], container: int, closing: tupl
     return set()
 
 
+def holds_sections(paragraphs: list[Paragraph], start: int, rules: LabelRules) -> bool:
+    """Whether the 一、 heading at `start` is a review container its heading words do not name
+    (「一、2023年工作总结」): its heading points to no label, and its （一） sub-headings point to
+    two or more."""
+    if _best(keyword_scores(paragraphs[start].heading, rules, body=False)):
+        return False
+    labels = set()
+    for para in paragraphs[start + 1:]:
+        if para.level == 1:
+            break
+        if para.level == 2 and para.is_heading:
+            labels.add(_best(keyword_scores(para.heading, rules, body=False)))
+    return len(labels - {None}) >= 2
+
+
 def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None) -> list[Segment]:
     """Cut one report's ordered paragraphs into consecutive segments (none empty)."""
     rules = rules or load_rules()
@@ -171,7 +186,8 @@ def segment_report(paragraphs: list[Paragraph], rules: LabelRules | None = None)
             if not prose and is_plans_heading(para.heading, rules):
                 if kind != "plans":
                     segments.append(Segment("plans", para.heading))
-            elif kind != "plans" and not prose and para.level == 1 and is_review_heading(para.heading, rules):
+            elif kind != "plans" and not prose and para.level == 1 and (
+                    is_review_heading(para.heading, rules) or holds_sections(paragraphs, i, rules)):
                 segments.append(Segment("review", para.heading))
                 section_is_unit = False
                 numbered |= numbered_sections(paragraphs, i, closing, rules)

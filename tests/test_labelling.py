@@ -123,3 +123,13 @@ def test_a_report_in_traditional_characters_is_read_by_the_same_rules():
     lines = ["過去一年的主要工作", "一年來，常委會依法履職。", "一、依法開展監督", "聽取審議縣政府專項工作報告八個。",
              "二、加強代表工作", "新建代表聯絡站六個。", "今後工作建議", "加強監督。"]
     assert labels_of(lines) == ["other", "other", "supervision", "supervision", "deputy", "deputy", "plans", "plans"]
+
+
+def test_a_review_container_its_heading_words_do_not_name_is_found_by_its_sub_sections():
+    # 「工作总结」 is no review word: a heading that names no label over sub-sections that name two is a container
+    lines = ["一、2023年工作总结", "一年来，常委会依法履职。", "（一）坚持党的全面领导", "常委会党组请示报告十二次。",
+             "（二）依法开展监督", "听取审议专项工作报告八个。", "二、2024年主要任务", "加强监督。"]
+    assert labels_of(lines) == ["other", "other", "leadership", "leadership", "supervision", "supervision", "plans", "plans"]
+    # a section whose heading names its label keeps its sub-sections, whatever they name
+    section = ["一、坚持党的全面领导", "（一）加强思想政治建设", "学习十二次。", "（二）依法做好任免工作", "任免干部二十人。"]
+    assert labels_of(section) == ["leadership"] * 5
