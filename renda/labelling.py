@@ -22,7 +22,11 @@ from renda.labels import LabelRules, load_rules
 from renda.parsing import Paragraph, match_form, topic
 
 _NUMBER = re.compile(r"^(?:[一二三四五六七八九十]+[、.．]|[（(][一二三四五六七八九十]+[）)])\s*")
-_PLANS_START = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|20\d\d年(?:的)?(?:主要|工作|重点))")
+_PLANS_START = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|下步|20\d\d年(?:的)?(?:主要|工作|重点))")
+# After a time that looks forward, these nouns make a plans part's heading (「2024年工作要点」); after
+# 今年/明年/下一步… plain 工作 does too (「今年工作」), where after a year it may be the year reviewed.
+_PLANS_NOUNS = ("任务", "安排", "打算", "计划", "要点", "谋划", "重点工作")
+_FORWARD = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|下步)")
 # A part heading is short: longer headings with a plans word are topic headings
 # (a leadership heading that promises to carry out the party committee's 工作安排 is no plans part).
 MAX_PART_HEADING = 20
@@ -62,7 +66,9 @@ def _core(heading: str) -> str:
 
 def is_plans_heading(heading: str, rules: LabelRules) -> bool:
     core = _core(heading)
-    if _PLANS_START.match(core) and any(word in core for word in rules.plans + ("任务", "安排", "打算")):
+    forward = _FORWARD.match(core) and "以来" not in core  # 今年以来: since the year began, a review
+    if _PLANS_START.match(core) and len(core) <= MAX_PART_HEADING + 4 and (forward or not is_review_heading(heading, rules)) and (
+            any(word in core for word in rules.plans + _PLANS_NOUNS) or (forward and "工作" in core)):
         return True
     return len(core) <= MAX_PART_HEADING and any(word in core for word in rules.plans)
 

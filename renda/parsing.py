@@ -166,8 +166,10 @@ def is_bare_heading(text: str) -> bool:
     folded = match_form(text)
     if len(folded) > 24 or _RUNNING_TEXT.search(folded) or folded.endswith(_TERMINAL):
         return False
+    from renda.labelling import is_plans_heading  # here, not at the top: the labeller reads paragraphs of this module
+
     rules = load_rules()
-    return any(word in folded for word in rules.review + rules.plans)
+    return any(word in folded for word in rules.review + rules.plans) or is_plans_heading(text, rules)
 
 
 def _ends_open(line: str) -> bool:

@@ -1,3 +1,4 @@
+import pytest
 from collections import Counter
 
 from renda.labelling import heading_paths, label_paragraphs
@@ -133,3 +134,14 @@ def test_a_review_container_its_heading_words_do_not_name_is_found_by_its_sub_se
     # a section whose heading names its label keeps its sub-sections, whatever they name
     section = ["一、坚持党的全面领导", "（一）加强思想政治建设", "学习十二次。", "（二）依法做好任免工作", "任免干部二十人。"]
     assert labels_of(section) == ["leadership"] * 5
+
+
+@pytest.mark.parametrize("heading, plans", [
+    ("二、2024年重点工作", True), ("二、2024年工作要点", True), ("二、2024年工作计划", True), ("二、今年工作", True),
+    ("二、今年主要工作", True), ("二、下步工作打算", True), ("2024年重点工作", True),  # a bare line too
+    ("二、2023年工作回顾", False), ("二、今年以来的工作", False), ("二、围绕全区重点工作开展监督", False),
+])
+def test_plans_part_headings_that_look_forward(heading, plans):
+    lines = ["一、过去一年主要工作", "（一）坚持党的全面领导", "常委会党组请示报告十二次。", heading, "（一）加强立法", "计划制定条例四件。"]
+    got = labels_of(lines)[3:]
+    assert (got == ["plans"] * 3) == plans, got
