@@ -132,11 +132,11 @@ def _numbering(para: Paragraph) -> tuple[str, int] | None:
 
 def numbered_sections(paragraphs: list[Paragraph], container: int, closing: tuple[str, ...], rules: LabelRules) -> set[int]:
     """The paragraphs that open the sections of the review container headed at `container` (-1: of
-    a report with no container, 一、 or （一） at all) when it numbers them below the usual levels: 「1.」 or 「（1）」 items, 「一是」 or 「第一，」 run-in
-    paragraphs; the first style with at least two, numbered in order from one. None when the
-    container holds a numbered section of its own (一、 or （一）) before the plans part, the
-    closing or the end: a run-in list in a summary that numbered sections follow (or a lone 一是)
-    is the summary's."""
+    a report with no container, 一、 or （一） at all) when it numbers them below the usual levels:
+    「1.」 or 「（1）」 items, 「一是」 or 「第一，」 run-in paragraphs; the first style with at least two,
+    numbered in order from one. None when the container holds a numbered section of its own (一、
+    or （一）) before the plans part, the closing or the end: a run-in list in a summary that
+    numbered sections follow (or a lone 一是) is the summary's."""
     found: dict[str, list[tuple[int, int]]] = {}
     for i in range(container + 1, len(paragraphs)):
         para = paragraphs[i]
