@@ -107,15 +107,8 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     A JSON `text` that is a web page's source (HTML) is read as a web page, and `read` says so."""
     if not looks_like_html(body.text):
         return _label_report(request, body.text, body.min_score)
-    settings = request.app.state.settings
-    check_text("text", body.text, settings.max_report_chars)  # the limits a report's text has, before the reader
-    try:
-        read = read_report("text.html", body.text.encode("utf-8"), ReadLimits.from_settings(settings))
-    except DataError as error:
-        raise InputProblem("text", f"read as a web page's source (HTML): {error.message}", 413 if isinstance(error, FileTooLarge) else 422) from None
-    response = _label_report(request, read.text, body.min_score)
-    response.read = FileRead(name="text", format=read.format, encoding=read.encoding)
-    return response
+    check_text("text", body.text, request.app.state.settings.max_report_chars)  # a report text's limits, before the reader
+    return _label_file(request, "text", "text.html", body.text.encode("utf-8"), body.min_score)
 
 
 UPLOAD_PARTS = ("file", "min_score")
@@ -142,16 +135,21 @@ def classify_report_file(request: Request, files: Annotated[list[UploadFile], Fi
     second `file` part is refused, not silently dropped for the last one."""
     if len(files) != 1:
         raise InputProblem("file", f"send one report file per request; this one has {len(files)} `file` parts")
-    file, settings = files[0], request.app.state.settings
+    file = files[0]
     name = file.filename or "upload"
-    raw = file.file.read(settings.max_file_bytes + 1)
+    return _label_file(request, "file", name, file.file.read(request.app.state.settings.max_file_bytes + 1), min_score, name)
+
+
+def _label_file(request: Request, field: str, name: str, raw: bytes, min_score: float | None, shown: str | None = None) -> ReportResponse:
+    """A report's bytes read by renda/readers.py as the file `name` would be, then labelled; errors
+    name `field` (`file`, or a JSON `text` that was a web page's source), `read` names it `shown`."""
     try:
-        read = read_report(name, raw, ReadLimits.from_settings(settings))
+        read = read_report(name, raw, ReadLimits.from_settings(request.app.state.settings))
     except DataError as error:
         status = 415 if isinstance(error, UnsupportedFormat) else 413 if isinstance(error, FileTooLarge) else 422
-        raise InputProblem("file", error.message, status) from None
-    response = _label_report(request, read.text, min_score, "file")
-    response.read = FileRead(name=name, format=read.format, encoding=read.encoding)
+        raise InputProblem(field, error.message, status) from None
+    response = _label_report(request, read.text, min_score, field)
+    response.read = FileRead(name=shown or field, format=read.format, encoding=read.encoding)
     return response
 
 
