@@ -107,7 +107,7 @@ def classify_report(body: ReportRequest, request: Request) -> ReportResponse:
     A JSON `text` that is a web page's source (HTML) is read as a web page, and `read` says so."""
     if not looks_like_html(body.text):
         return _label_report(request, body.text, body.min_score)
-    check_text("text", body.text, request.app.state.settings.max_report_chars)  # a report text's limits, before the reader
+    check_report(body.text, request.app.state.settings)  # a report text's limits, before the reader
     return _label_file(request, "text", "text.html", body.text.encode("utf-8"), body.min_score)
 
 
