@@ -19,17 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from renda.labels import LabelRules, load_rules
-from renda.parsing import Paragraph, match_form, topic
+from renda.parsing import Paragraph, is_plans_heading, is_review_heading, match_form, topic
 
-_NUMBER = re.compile(r"^(?:[一二三四五六七八九十]+[、.．]|[（(][一二三四五六七八九十]+[）)])\s*")
-_PLANS_START = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|下步|20\d\d年(?:的)?(?:主要|工作|重点))")
-# After a time that looks forward, these nouns make a plans part's heading (「2024年工作要点」); after
-# 今年/明年/下一步… plain 工作 does too (「今年工作」), where after a year it may be the year reviewed.
-_PLANS_NOUNS = ("任务", "安排", "打算", "计划", "要点", "谋划", "重点工作")
-_FORWARD = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|下步)")
-# A part heading is short: longer headings with a plans word are topic headings
-# (a leadership heading that promises to carry out the party committee's 工作安排 is no plans part).
-MAX_PART_HEADING = 20
 HEADING_WEIGHT = 5
 _NUMERALS = "一二三四五六七八九十"
 # numbers that open a paragraph (run-in: 「一是…」, 「第一，…」) or an item line (「1.」, 「(1)」), NFKC-folded
@@ -58,24 +49,6 @@ class Segment:
 class LabelledParagraph:
     paragraph: Paragraph
     label: str | None
-
-
-def _core(heading: str) -> str:
-    return _NUMBER.sub("", match_form(heading))
-
-
-def is_plans_heading(heading: str, rules: LabelRules) -> bool:
-    core = _core(heading)
-    forward = _FORWARD.match(core) and "以来" not in core  # 今年以来: since the year began, a review
-    if _PLANS_START.match(core) and len(core) <= MAX_PART_HEADING + 4 and (forward or not is_review_heading(heading, rules)) and (
-            any(word in core for word in rules.plans + _PLANS_NOUNS) or (forward and "工作" in core)):
-        return True
-    return len(core) <= MAX_PART_HEADING and any(word in core for word in rules.plans)
-
-
-def is_review_heading(heading: str, rules: LabelRules) -> bool:
-    core = _core(heading)
-    return len(core) <= MAX_PART_HEADING + 4 and any(word in core for word in rules.review)
 
 
 def keyword_scores(text: str, rules: LabelRules, *, body: bool) -> Counter:

@@ -4,7 +4,8 @@ Real report texts come from web pages: paragraphs split by newlines or blank lin
 indentation, lines cut mid-sentence by page breaks, headings at several levels (一、 / （一） /
 1. / ——), bare part headings (过去一年的主要工作, 今后工作建议), sub-headings fused with their
 paragraph, and page furniture. This module turns that into clean `Paragraph`s; it knows the
-shape of headings but not what they mean (that is `renda.labelling`).
+shape of headings and which open a part of the report (the review, the plans part), but not what
+sections mean (that is `renda.labelling`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from renda.labels import load_rules
+from renda.labels import LabelRules, load_rules
 
 # Chinese characters: the unified ideographs with Extension A, the compatibility ideographs and the
 # supplementary planes (Extension B to H): one definition for the service, the CLI and the archive.
@@ -127,6 +128,37 @@ def match_form(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_traditional_to_simplified()).replace(" ", "")
 
 
+# Part headings: which headings open the review or the plans part, by the words of
+# renda/labels.toml (the labeller, renda.labelling, reads what sections mean).
+_NUMBER = re.compile(r"^(?:[一二三四五六七八九十]+[、.．]|[（(][一二三四五六七八九十]+[）)])\s*")
+_PLANS_START = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|下步|20\d\d年(?:的)?(?:主要|工作|重点))")
+# After a time that looks forward, these nouns make a plans part's heading (「2024年工作要点」); after
+# 今年/明年/下一步… plain 工作 does too (「今年工作」), where after a year it may be the year reviewed.
+_PLANS_NOUNS = ("任务", "安排", "打算", "计划", "要点", "谋划", "重点工作")
+_FORWARD = re.compile(r"^(?:今后|新的一年|新一年|今年|明年|下一步|下步)")
+# A part heading is short: longer headings with a plans word are topic headings
+# (a leadership heading that promises to carry out the party committee's 工作安排 is no plans part).
+MAX_PART_HEADING = 20
+
+
+def _core(heading: str) -> str:
+    return _NUMBER.sub("", match_form(heading))
+
+
+def is_plans_heading(heading: str, rules: LabelRules) -> bool:
+    core = _core(heading)
+    forward = _FORWARD.match(core) and "以来" not in core  # 今年以来: since the year began, a review
+    if _PLANS_START.match(core) and len(core) <= MAX_PART_HEADING + 4 and (forward or not is_review_heading(heading, rules)) and (
+            any(word in core for word in rules.plans + _PLANS_NOUNS) or (forward and "工作" in core)):
+        return True
+    return len(core) <= MAX_PART_HEADING and any(word in core for word in rules.plans)
+
+
+def is_review_heading(heading: str, rules: LabelRules) -> bool:
+    core = _core(heading)
+    return len(core) <= MAX_PART_HEADING + 4 and any(word in core for word in rules.review)
+
+
 def is_furniture(text: str) -> bool:
     folded = match_form(text)
     if _DATE_LINE.match(folded) or _SUBTITLE.match(folded) or _BYLINE.match(folded):
@@ -166,8 +198,6 @@ def is_bare_heading(text: str) -> bool:
     folded = match_form(text)
     if len(folded) > 24 or _RUNNING_TEXT.search(folded) or folded.endswith(_TERMINAL):
         return False
-    from renda.labelling import is_plans_heading  # here, not at the top: the labeller reads paragraphs of this module
-
     rules = load_rules()
     return any(word in folded for word in rules.review + rules.plans) or is_plans_heading(text, rules)
 
