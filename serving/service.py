@@ -104,7 +104,7 @@ class Batcher:
             if self.closed:  # nobody would answer it
                 raise BatcherClosed("the model service has stopped")
             if self.pending and (ahead := self.ahead_of(len(texts))) + len(texts) > self.max_queued:
-                raise QueueFull(self.queued, self.retry_after(ahead))
+                raise QueueFull(self.queued, self.retry_after(ahead + len(texts) - self.max_queued))
             self.seq += 1
             job = Job(texts, contexts, future, self.seq, results=[None] * len(texts))
             self.pending.append(job)
@@ -135,8 +135,10 @@ class Batcher:
         so a request with more left delays it by `size` of its own at most (the oldest's share aside)."""
         return sum(min(job.left, size) for job in self.pending)
 
-    def retry_after(self, ahead: int) -> int:
-        return max(1, min(60, math.ceil(ahead * self.seconds_per_paragraph)))
+    def retry_after(self, excess: int) -> int:
+        """Seconds until `excess` waiting paragraphs have gone to the model, at the recent pace: the
+        room a refused request needs (the whole queue ahead of it is more than it has to wait for)."""
+        return max(1, min(60, math.ceil(excess * self.seconds_per_paragraph)))
 
     def waiting(self) -> int:
         """Requests accepted and not yet answered."""

@@ -2,6 +2,7 @@
 request served before a large one queued earlier, a large one never starved, a bounded queue that
 refuses at once with Retry-After and loses nothing it accepted."""
 
+import math
 import threading
 import time
 
@@ -101,6 +102,12 @@ def test_a_full_queue_refuses_at_once_and_loses_nothing_accepted():
     with pytest.raises(QueueFull) as refused:
         batcher.submit([f"丙{i}" for i in range(6)])  # 6 of the 8 waiting go before or beside it: 6 + 6 > 10
     assert time.monotonic() - started < 1 and refused.value.retry_after >= 1 and "8 paragraphs are waiting" in str(refused.value)
+    # the wait is for the room it needs (6 + 6 - 10 = 2 paragraphs to go), not for the whole queue ahead
+    assert batcher.retry_after(2) == max(1, math.ceil(2 * batcher.seconds_per_paragraph))
+    batcher.seconds_per_paragraph = 0.5
+    with pytest.raises(QueueFull) as again:
+        batcher.submit([f"丙{i}" for i in range(6)])
+    assert again.value.retry_after == 1  # 2 × 0.5 s; the whole queue ahead (6) would have said 3
     model.gate.set()
     for thread in threads:
         thread.join(10)
